@@ -1,0 +1,1 @@
+"""Knowledge graphs: readers for real dumps, the on-disk store, graph adapters."""

@@ -1,0 +1,104 @@
+"""Opening dump files: plain, ``.gz``, ``.bz2`` or ``.xz``, read line by line.
+
+Every reader goes through :class:`InputFile`, so all formats share the same
+errors for truncated or corrupt compressed files and invalid UTF-8, and the same
+progress measure (compressed bytes consumed).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from kept.kg.sources.errors import BadLines, SourceError
+
+_DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def compression_of(path: str | Path) -> str | None:
+    """The compression suffix of ``path`` ('.gz', '.bz2', '.xz') or None."""
+    suffix = Path(path).suffix.lower()
+    return suffix if suffix in _DECOMPRESSORS else None
+
+
+def strip_compression(path: str | Path) -> str:
+    """File name without its compression suffix: ``x.json.gz`` -> ``x.json``."""
+    name = Path(path).name
+    return name[: -len(compression_of(name))] if compression_of(name) else name
+
+
+class InputFile:
+    """One input file, decompressed on the fly. Use as a context manager.
+
+    ``position`` is the number of bytes consumed from the file on disk and
+    ``size`` its size, so ``position / size`` is the progress of a read.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(self.path, None, "no such file")
+        if self.path.is_dir():
+            raise SourceError(self.path, None, "is a directory, expected a file")
+        self.size = self.path.stat().st_size
+        self._raw: BinaryIO = open(self.path, "rb")
+        kind = compression_of(self.path)
+        self._stream: BinaryIO = _DECOMPRESSORS[kind](self._raw) if kind else self._raw
+        self.lineno = 0
+
+    @property
+    def position(self) -> int:
+        return self._raw.tell() if not self._raw.closed else self.size
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> InputFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _fail(self, exc: BaseException) -> SourceError:
+        kind = compression_of(self.path) or "file"
+        what = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}.get(kind, "file")
+        return SourceError(self.path, self.lineno + 1, f"truncated or corrupt {what} data: {exc}")
+
+    def lines(self) -> Iterator[bytes]:
+        """Yield raw lines (with their line ending); ``self.lineno`` is the line's number.
+
+        Raises SourceError for an empty file and for a damaged compressed stream.
+        """
+        it = iter(self._stream)
+        while True:
+            try:
+                line = next(it)
+            except StopIteration:
+                break
+            except _STREAM_ERRORS as exc:
+                raise self._fail(exc) from None
+            self.lineno += 1
+            yield line
+        if self.lineno == 0:
+            raise SourceError(self.path, None, "empty input: no lines to read")
+
+    def text_lines(self, bad: BadLines) -> Iterator[str]:
+        """Yield lines decoded as strict UTF-8 without the line ending.
+
+        A line that is not valid UTF-8 is reported to ``bad`` (an error unless
+        ``--max-bad-lines`` allows it) and skipped.
+        """
+        for raw in self.lines():
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.report(self.path, self.lineno, f"invalid UTF-8 at byte {exc.start} of the line")
+                continue
+            yield line.rstrip("\r\n")
