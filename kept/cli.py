@@ -1,0 +1,41 @@
+"""The ``kept`` command. Each feature area registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kept import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kept", description="kept: knowledge-enhanced pretraining. KG stores from real dumps, TransE, "
+                                 "entity linking, knowledge-injected BERT pretraining, cloze probing.")
+    parser.add_argument("--version", action="version", version=f"kept {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from kept.kg import cli as kg_cli
+
+    kg_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad input, 130 when interrupted)."""
+    from kept.kg.sources.errors import SourceError
+    from kept.kg.store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SourceError, StoreError, FileExistsError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"kept: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kept: interrupted; nothing was written at the output path", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

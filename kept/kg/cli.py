@@ -1,0 +1,129 @@
+"""``kept kg ...``: build, inspect and export KG stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kept.kg.sources import FORMATS
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    """Comma-separated list, or @FILE with one item per line."""
+    if value.startswith("@"):
+        lines = Path(value[1:]).read_text(encoding="utf-8").splitlines()
+        return tuple(x.strip() for x in lines if x.strip())
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    kg = sub.add_parser("kg", help="build, inspect and export KG stores",
+                        description="Build a KG store from dumps, inspect it, export it.")
+    kg_sub = kg.add_subparsers(dest="kg_command", required=True, metavar="COMMAND")
+
+    b = kg_sub.add_parser(
+        "build", help="build a KG store from one or more dumps",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a KG store (a directory) from dumps, streaming and in bounded memory.\n\n"
+                    "Formats: " + ", ".join(FORMATS) + ".\n"
+                    "The format is guessed from the file name (.json[.gz|.bz2] wikidata-json, .nt ntriples,\n"
+                    ".ttl turtle, .rdf/.owl/.xml rdfxml, .spo spo, *baike_triples* cndbpedia, a directory\n"
+                    "with entity2id.txt openke). The store is written to a temporary directory and renamed\n"
+                    "into place only when complete.",
+        epilog="example: kept kg build latest-all.json.gz --out stores/wikidata --lang en --ranks truthy")
+    b.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="dump files (or an OpenKE directory)")
+    b.add_argument("--out", "-o", required=True, type=Path, help="store directory to create")
+    b.add_argument("--format", "-f", choices=sorted(FORMATS), help="format of every input (default: guessed)")
+    b.add_argument("--lang", type=_csv, default=("en",),
+                   help="label languages, most preferred first, comma-separated (default: en)")
+    b.add_argument("--ranks", choices=["non-deprecated", "truthy", "all"], default="non-deprecated",
+                   help="Wikidata statement ranks to keep (default: non-deprecated)")
+    b.add_argument("--properties", type=_csv, default=None,
+                   help="keep only triples with these relation keys (comma-separated or @file)")
+    b.add_argument("--edge-predicates", type=_csv, default=None,
+                   help="CN-DBpedia predicates whose objects become entity edges (default: objects that are "
+                        "one <a> link)")
+    b.add_argument("--ntriples-engine", choices=["fast", "rdflib"], default="fast",
+                   help="N-Triples parser: fast line-oriented path or rdflib (reference) (default: fast)")
+    b.add_argument("--min-degree", type=int, default=0, help="drop entities in fewer triples (default: 0)")
+    b.add_argument("--max-entities", type=int, default=None, help="keep the N entities of highest degree")
+    b.add_argument("--drop-unlabelled", action="store_true", help="drop entities that have no label")
+    b.add_argument("--max-bad-lines", type=int, default=0,
+                   help="skip up to N malformed lines, reporting them (default: 0, the first is an error)")
+    b.add_argument("--chunk-triples", type=int, default=1 << 22,
+                   help="triples held in memory before spilling to disk (default: 4194304)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing store once the new one is built")
+    b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_build)
+
+    i = kg_sub.add_parser("info", help="print a store's summary", description="Print a store's counts and sources.")
+    i.add_argument("store", type=Path)
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_info)
+
+    e = kg_sub.add_parser("export", help="export a store (or the k-hop subgraph of some entities) as N-Triples",
+                          description="Export triples and labels as N-Triples through rdflib.")
+    e.add_argument("store", type=Path)
+    e.add_argument("--out", "-o", required=True, type=Path, help="output .nt file")
+    e.add_argument("--around", type=_csv, default=None, help="entity keys: export only their k-hop subgraph")
+    e.add_argument("--hops", type=int, default=1, help="k for --around (default: 1)")
+    e.set_defaults(func=_export)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if key == "sources":
+            value = "; ".join(f"{s['path']} ({s['format']})" for s in value)
+        elif key == "splits":
+            value = ", ".join(f"{k} {v:,}" for k, v in value.items()) or "none"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        print(f"{key:<{width}}  {value}")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from kept.kg.build import BuildOptions, build_store
+    from kept.kg.sources import ReaderOptions
+
+    reader = ReaderOptions(
+        languages=args.lang, ranks=args.ranks,
+        properties=frozenset(args.properties) if args.properties else None,
+        edge_predicates=frozenset(args.edge_predicates) if args.edge_predicates else None,
+        ntriples_engine=args.ntriples_engine)
+    options = BuildOptions(reader=reader, min_degree=args.min_degree, max_entities=args.max_entities,
+                           drop_unlabelled=args.drop_unlabelled, max_bad_lines=args.max_bad_lines,
+                           chunk_triples=args.chunk_triples, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+    report = build_store([(p, args.format) for p in args.inputs], args.out, options)
+    for example in report.bad_line_examples:
+        print(f"skipped: {example}", file=sys.stderr)
+    summary = {"path": str(report.path), **report.meta["counts"], "seconds": round(report.seconds, 2)}
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from kept.kg.store import open_store
+
+    _print_summary(open_store(args.store).summary(), args.json)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from kept.kg.graph import export_ntriples, k_hop_triples
+    from kept.kg.store import open_store
+
+    store = open_store(args.store)
+    rows = None
+    if args.around:
+        rows = k_hop_triples(store, [store.entity_id(k) for k in args.around], args.hops)
+    n = export_ntriples(store, args.out, rows)
+    print(f"wrote {n:,} triples to {args.out}")
+    return 0
