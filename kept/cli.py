@@ -14,9 +14,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "entity linking, knowledge-injected BERT pretraining, cloze probing.")
     parser.add_argument("--version", action="version", version=f"kept {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from kept import demo
     from kept.kg import cli as kg_cli
 
     kg_cli.register(sub)
+    demo.register(sub)
     return parser
 
 
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SourceError, StoreError, FileExistsError, KeyError) as exc:
+    except (SourceError, StoreError, FileExistsError, FileNotFoundError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"kept: error: {msg}", file=sys.stderr)
         return 2

@@ -104,7 +104,7 @@ def to_dgl(store: KGStore):
         import dgl
         import torch
     except ImportError as exc:  # DGL is an optional extra (see DESIGN.md)
-        raise ImportError("to_dgl needs DGL, which is not importable here; `pip install kept[dgl]` "
+        raise ImportError("to_dgl needs the optional DGL package, which is not importable here; `pip install kept[dgl]` "
                           "where a DGL build for your torch exists") from exc
     triples = torch.from_numpy(np.asarray(store.triples, dtype=np.int64))
     graph = dgl.graph((triples[:, 0], triples[:, 2]), num_nodes=store.num_entities)

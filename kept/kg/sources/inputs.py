@@ -17,7 +17,11 @@ from typing import BinaryIO
 
 from kept.kg.sources.errors import BadLines, SourceError
 
-_DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
+_DECOMPRESSORS = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": bz2.BZ2File,
+    ".xz": lzma.LZMAFile,
+}
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
 
 

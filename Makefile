@@ -1,0 +1,31 @@
+# Set-up and the two main commands. Everything installs into .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYSTEM_PYTHON ?= python3
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch 2.13.0 is installed first and pinned: on the project's machines it is the
+# local CPU build; any other version would download gigabytes of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+## The main job, end to end on the shipped sample data.
+demo: install
+	$(VENV)/bin/kept demo --data kg_data --out runs/demo
+
+## The test suite.
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/kg_build.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
