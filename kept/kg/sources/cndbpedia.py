@@ -87,9 +87,8 @@ def read_cndbpedia(path: Path, ctx: ReadContext) -> Iterator[Record]:
                 continue
             raw = line.split("\t")
             if len(raw) != 3:
-                ctx.bad.report(
-                    path, f.lineno, f"expected 3 tab-separated fields (subject, predicate, object), got {len(raw)}"
-                )
+                problem = f"expected 3 tab-separated fields (subject, predicate, object), got {len(raw)}"
+                ctx.bad.report(path, f.lineno, problem)
                 continue
             fields = [strip_links(field) for field in raw]
             empty = next((name for name, value in zip(_FIELDS, fields) if not value), None)
