@@ -3,9 +3,12 @@
 Format handling
     A dump is one JSON array written one entity per line: the first line is
     ``[``, each following line is one entity object followed by ``,`` (the last
-    one without), and the last line is ``]``. Each line is parsed on its own
-    with :func:`orjson.loads` straight from the raw bytes, after stripping the
-    line ending and the trailing comma. ``[``, ``]`` and blank lines are
+    one without), and the last line is ``]``. Each line is decoded on its own
+    by msgspec into typed structs (:class:`_Entity`) straight from the raw
+    bytes, after stripping the line ending and the trailing comma: the parts
+    kept needs are decoded, the rest (references, qualifiers, labels in other
+    languages) is validated as JSON and skipped in C, about 3x faster than
+    building the whole object with a general JSON parser. ``[``, ``]`` and blank lines are
     skipped, and a missing closing ``]`` is accepted, so heads of dumps
     (``zcat dump.json.gz | head -n 1000``) read fine. A line that is not valid
     JSON (invalid UTF-8 included), or not an object with ``"id"`` and
@@ -50,14 +53,14 @@ Memory
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import orjson
+import msgspec
 
 from kept.kg.sources import ReadContext
-from kept.kg.sources.records import Attribute, Entity, Record, Relation, Triple
+from kept.kg.sources.records import NO_SPLIT, Attribute, Entity, Record, Relation, Triple
 
 __all__ = ["RANKS", "read_wikidata_json"]
 
@@ -66,7 +69,72 @@ RANKS = ("non-deprecated", "truthy", "all")
 
 _STRIP = b" \t\r\n,"
 _SKIP = frozenset({b"", b"[", b"]", b"\xef\xbb\xbf["})
-_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
+_NON_DEPRECATED, _PREFERRED, _NORMAL = ("preferred", "normal"), ("preferred",), ("normal",)
+_new = tuple.__new__  # builds a record without NamedTuple's slower Python-level __new__
+
+
+class _Text(msgspec.Struct):
+    value: str
+
+
+class _SiteLink(msgspec.Struct):
+    title: str
+
+
+class _EntityIdValue(msgspec.Struct):
+    id: str | None = None
+    numeric_id: int | None = msgspec.field(default=None, name="numeric-id")
+    entity_type: str | None = msgspec.field(default=None, name="entity-type")
+
+
+class _DataValue(msgspec.Struct):
+    type: str
+    value: msgspec.Raw  # decoded only for item values
+
+
+class _Snak(msgspec.Struct):
+    snaktype: str
+    datatype: str | None = None
+    datavalue: _DataValue | None = None
+
+
+class _Statement(msgspec.Struct):
+    mainsnak: _Snak
+    rank: str = "normal"
+
+
+_RawMap = dict[str, msgspec.Raw] | list[msgspec.Raw]  # dumps write an empty map as []
+
+
+class _Entity(msgspec.Struct):
+    """The parts of a Wikidata entity kept reads; per-language maps stay raw until needed."""
+
+    id: str
+    type: str
+    labels: _RawMap = {}
+    aliases: _RawMap = {}
+    descriptions: _RawMap = {}
+    claims: dict[str, list[_Statement]] | list[msgspec.Raw] = {}
+    sitelinks: _RawMap = {}
+
+
+_decode_entity = msgspec.json.Decoder(_Entity).decode
+_decode_text = msgspec.json.Decoder(_Text).decode
+_decode_texts = msgspec.json.Decoder(list[_Text]).decode
+_decode_sitelink = msgspec.json.Decoder(_SiteLink).decode
+_decode_entity_id = msgspec.json.Decoder(_EntityIdValue).decode
+_ERRORS = (msgspec.DecodeError, TypeError, KeyError)
+
+
+def _problem(line: bytes, exc: Exception) -> str:
+    """A readable reason why ``line`` is not a Wikidata entity (error path only)."""
+    try:
+        obj = json.loads(line)
+    except ValueError as json_exc:
+        return f"invalid JSON: {json_exc}"
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or "type" not in obj:
+        return 'not a Wikidata entity: expected a JSON object with "id" and "type"'
+    return f"malformed {obj['type']} {obj['id']}: {exc}"
 
 
 def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[Record]:
@@ -89,135 +157,132 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[Record]:
     if opts.ranks not in RANKS:
         raise ValueError(f"unknown ranks {opts.ranks!r}; expected one of {', '.join(RANKS)}")
     langs = tuple(opts.languages)
-    sites = tuple(dict.fromkeys((lang.replace("-", "_") + "wiki", lang) for lang in langs))
+    sites = tuple(dict.fromkeys(lang.replace("-", "_") + "wiki" for lang in langs))
     props = opts.properties
     ranks = opts.ranks
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
     report = ctx.bad.report
     with ctx.open(path) as f:
         for line in f.lines():
             s = line.strip(_STRIP)
-            if s in _SKIP:
+            if len(s) < 5 and s in _SKIP:  # (hashing a whole entity line would cost ~10%)
                 continue
             try:
-                obj = loads(s)
-            except decode_error as exc:
-                report(path, f.lineno, f"invalid JSON: {exc}")
+                if not s.isascii():  # dumps escape non-ASCII; check UTF-8 of the skipped parts too
+                    s.decode("utf-8")
+                entity = _decode_entity(s)
+                if entity.type != "item" and entity.type != "property":
+                    continue
+                records = _records(entity, langs, sites, props, ranks)
+            except UnicodeDecodeError as exc:
+                report(path, f.lineno, f"invalid UTF-8 at byte {exc.start} of the line")
                 continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or "type" not in obj:
-                report(path, f.lineno, 'not a Wikidata entity: expected a JSON object with "id" and "type"')
-                continue
-            kind = obj["type"]
-            if kind != "item" and kind != "property":
-                continue
-            try:
-                records = _records(obj, kind, langs, sites, props, ranks)
-            except _SHAPE_ERRORS as exc:
-                report(path, f.lineno, f"malformed {kind} {obj['id']}: {type(exc).__name__}: {exc}")
+            except _ERRORS as exc:
+                report(path, f.lineno, _problem(s, exc))
                 continue
             yield from records
 
 
 def _records(
-    obj: dict[str, Any],
-    kind: str,
+    entity: _Entity,
     langs: tuple[str, ...],
-    sites: tuple[tuple[str, str], ...],
+    sites: tuple[str, ...],
     props: frozenset[str] | None,
     ranks: str,
 ) -> list[Record]:
-    """The records of one parsed entity (an item or a property)."""
-    key = obj["id"]
-    label, lang, aliases = _label(obj.get("labels") or {}, obj.get("aliases") or {}, langs)
-    description = _first(obj.get("descriptions") or {}, langs)
-    if kind == "property":
+    """The records of one decoded entity (an item or a property)."""
+    key = entity.id
+    label, lang, aliases = _label(_as_map(entity.labels), _as_map(entity.aliases), langs)
+    description = _first(_as_map(entity.descriptions), langs)
+    if entity.type == "property":
         return [Relation(key, label, aliases, description)]
     out: list[Record] = [Entity(key, label, aliases, description, lang)]
-    claims = obj.get("claims")
-    if claims:
-        _triples(key, claims, props, ranks, out)
-    sitelinks = obj.get("sitelinks")
-    if sitelinks:
-        for site, _ in sites:
-            link = sitelinks.get(site)
-            if link:
-                out.append(Attribute(key, "sitelink:" + site, link["title"]))
+    if entity.claims:
+        _triples(key, _as_map(entity.claims), props, ranks, out)
+    sitelinks = _as_map(entity.sitelinks)
+    for site in sites:
+        link = sitelinks.get(site)
+        if link:
+            out.append(Attribute(key, "sitelink:" + site, _decode_sitelink(link).title))
     return out
 
 
+def _as_map(value: dict | list) -> dict:
+    """A per-language map; Wikidata writes an empty one as ``[]``."""
+    if type(value) is list:
+        if value:
+            raise TypeError("expected a JSON object, got a non-empty array")
+        return {}
+    return value
+
+
 def _label(
-    labels: dict[str, Any], aliases: dict[str, Any], langs: Sequence[str]
+    labels: dict[str, msgspec.Raw], aliases: dict[str, msgspec.Raw], langs: Sequence[str]
 ) -> tuple[str | None, str | None, tuple[tuple[str, str | None], ...]]:
     """``(label, its language, aliases)`` from the ``labels`` and ``aliases`` maps."""
     label = lang = None
     for lg in langs:
-        value = labels.get(lg)
-        if value:
-            label, lang = value["value"], lg
+        raw = labels.get(lg)
+        if raw:
+            label, lang = _decode_text(raw).value, lg
             break
     out: list[tuple[str, str | None]] = []
     seen = {label}
     for lg in langs:
         if lg != lang:
-            value = labels.get(lg)
-            if value and value["value"] not in seen:
-                seen.add(value["value"])
-                out.append((value["value"], lg))
-        for value in aliases.get(lg) or ():
-            text = value["value"]
-            if text not in seen:
-                seen.add(text)
-                out.append((text, lg))
+            raw = labels.get(lg)
+            if raw:
+                text = _decode_text(raw).value
+                if text not in seen:
+                    seen.add(text)
+                    out.append((text, lg))
+        raw = aliases.get(lg)
+        for value in _decode_texts(raw) if raw else ():
+            if value.value not in seen:
+                seen.add(value.value)
+                out.append((value.value, lg))
     return label, lang, tuple(out)
 
 
-def _first(values: dict[str, Any], langs: Sequence[str]) -> str | None:
+def _first(values: dict[str, msgspec.Raw], langs: Sequence[str]) -> str | None:
     """The text in the most preferred language that has one (descriptions)."""
     for lg in langs:
-        value = values.get(lg)
-        if value:
-            return value["value"]
+        raw = values.get(lg)
+        if raw:
+            return _decode_text(raw).value
     return None
 
 
-def _triples(key: str, claims: dict[str, Any], props: frozenset[str] | None, ranks: str, out: list[Record]) -> None:
+def _triples(
+    key: str, claims: dict[str, list[_Statement]], props: frozenset[str] | None, ranks: str, out: list[Record]
+) -> None:
     """Append to ``out`` the item-to-item triples of one item's ``claims`` map."""
-    keep_deprecated = ranks == "all"
-    truthy = ranks == "truthy"
+    append = out.append
+    keep: tuple[str, ...] | None = None if ranks == "all" else _NON_DEPRECATED
     for pid, statements in claims.items():
         if props is not None and pid not in props:
             continue
         if not statements:
             continue
-        datatype = statements[0]["mainsnak"].get("datatype")
+        datatype = statements[0].mainsnak.datatype
         if datatype is not None and datatype != "wikibase-item":
             continue
-        best = None
-        if truthy:
-            best = "normal"
+        if ranks == "truthy":
+            keep = _NORMAL
             for st in statements:
-                if st.get("rank") == "preferred":
-                    best = "preferred"
+                if st.rank == "preferred":
+                    keep = _PREFERRED
                     break
         tails: set[str] = set()
         for st in statements:
-            rank = st.get("rank")
-            if best is not None:
-                if rank != best:
-                    continue
-            elif rank == "deprecated" and not keep_deprecated:
+            if keep is not None and st.rank not in keep:
                 continue
-            snak = st["mainsnak"]
-            if snak.get("snaktype") != "value":
+            snak = st.mainsnak
+            if snak.snaktype != "value" or snak.datavalue is None or snak.datavalue.type != "wikibase-entityid":
                 continue
-            data = snak["datavalue"]
-            if data.get("type") != "wikibase-entityid":
-                continue
-            value = data["value"]
-            tail = value.get("id")
-            if tail is None and value.get("entity-type") == "item":
-                tail = f"Q{value['numeric-id']}"
+            value = _decode_entity_id(snak.datavalue.value)
+            tail = value.id
+            if tail is None and value.entity_type == "item" and value.numeric_id is not None:
+                tail = f"Q{value.numeric_id}"
             if tail and tail[0] == "Q" and tail not in tails:
                 tails.add(tail)
-                out.append(Triple(key, pid, tail))
+                append(_new(Triple, (key, pid, tail, NO_SPLIT)))
