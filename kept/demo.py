@@ -18,7 +18,7 @@ SAMPLES: list[tuple[str, str, dict]] = [
     ("hownet", "kbert/HowNet.spo.gz", {}),
     ("wikidata", "wikidata/wikidata_latest-all_first50lines.json.gz", {"languages": ("en",)}),
     ("cndbpedia", "cndbpedia/baike_triples_sample.txt", {"languages": ("zh",)}),
-    ("trex", "trex/trex_facts.nt", {"languages": ("en",)}),
+    ("trex", "trex/trex_facts.nt.gz", {"languages": ("en",)}),
 ]
 
 
