@@ -6,8 +6,8 @@ import sys
 import types
 
 import pytest
-
 from conftest import need_data
+
 from kept.cli import main
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store

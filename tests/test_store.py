@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import need_data
+
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store
 from kept.kg.store import StoreError

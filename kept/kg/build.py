@@ -31,7 +31,6 @@ from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 import kept

@@ -151,7 +151,7 @@ def export_ntriples(store: KGStore, out: str | Path, rows: np.ndarray | None = N
                 g = Graph()
                 for h, r, t in triples.tolist():
                     g.add((URIRef(entity_iri(names[h][0])), rel_iris[r], URIRef(entity_iri(names[t][0]))))
-                for node, (key, label) in names.items():
+                for key, label in names.values():
                     if label is not None:
                         g.add((URIRef(entity_iri(key)), RDFS.label, Literal(label)))
                 f.write(g.serialize(format="nt", encoding="utf-8"))
