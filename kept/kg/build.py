@@ -137,28 +137,48 @@ class _Ingest:
         self.rows = array("i")
 
     def consume(self, records, on_progress) -> None:
-        """Take every record of one input; ``on_progress(n)`` is called every 8192 records."""
+        """Take every record of one input; ``on_progress()`` is called every 8192 records.
+
+        Readers may also yield lists of records (one per source line, say), which
+        saves a generator step per record on the hot path.
+        """
         props = self.options.reader.properties
         chunk_len = 4 * self.options.chunk_triples
-        rows = self.rows
-        for n, rec in enumerate(records, 1):
-            if type(rec) is Triple:
-                if props is not None and rec.relation not in props:
-                    continue
-                rows.extend((self._entity(rec.head), self._relation(rec.relation), self._entity(rec.tail), rec.split))
-                if len(rows) >= chunk_len:
-                    self._spill()
-                    rows = self.rows
-            elif type(rec) is Entity:
-                self._names(self._entity(rec.key), 0, rec, rec.lang)
-            elif type(rec) is Relation:
-                self._names(self._relation(rec.key), 1, rec, None)
-            elif type(rec) is Attribute:
-                self.attrs.append((self._entity(rec.entity), rec.name, rec.value))
-            else:
-                raise TypeError(f"reader yielded {type(rec).__name__}, not a record")
-            if not n & 8191:
-                on_progress(n)
+        rows, extend = self.rows, self.rows.extend
+        entity_ids, relation_ids = self.entity_ids, self.relation_ids
+        countdown = 8192
+        for item in records:
+            batch = item if type(item) is list else (item,)
+            for rec in batch:
+                if type(rec) is Triple:
+                    head, rel, tail, split = rec
+                    if props is not None and rel not in props:
+                        continue
+                    h = entity_ids.get(head)
+                    if h is None:
+                        h = entity_ids[head] = len(entity_ids)
+                    r = relation_ids.get(rel)
+                    if r is None:
+                        r = relation_ids[rel] = len(relation_ids)
+                    t = entity_ids.get(tail)
+                    if t is None:
+                        t = entity_ids[tail] = len(entity_ids)
+                    extend((h, r, t, split))
+                    if len(rows) >= chunk_len:
+                        self._spill()
+                        rows, extend = self.rows, self.rows.extend
+                elif type(rec) is Entity:
+                    self._names(self._entity(rec.key), 0, rec, rec.lang)
+                elif type(rec) is Relation:
+                    self._names(self._relation(rec.key), 1, rec, None)
+                elif type(rec) is Attribute:
+                    self.attrs.append((self._entity(rec.entity), rec.name, rec.value))
+                else:
+                    raise TypeError(f"reader yielded {type(rec).__name__}, not a record")
+            countdown -= len(batch)
+            if countdown <= 0:
+                countdown = 8192
+                on_progress()
 
     def finish(self) -> None:
         self._spill()
@@ -229,7 +249,7 @@ def build_store(
                 done += current[-1].size
             current[:] = [f]
 
-        def on_progress(_n: int) -> None:
+        def on_progress() -> None:
             if current:
                 bar.n = done + current[-1].position
                 bar.set_postfix(entities=len(ingest.entity_ids), triples=ingest.raw_triples + len(ingest.rows) // 4,

@@ -1,8 +1,10 @@
 """Streaming readers for KG dumps. Each format is one module with one reader:
 
-``reader(path, ctx) -> Iterator[Record]`` where ``ctx`` (:class:`ReadContext`)
-carries the reader options, the bad-line budget and the open-file hook the
-builder uses for its progress bar. Readers never hold a whole dump in memory
+``reader(path, ctx) -> Iterator[Record | list[Record]]`` where ``ctx``
+(:class:`ReadContext`) carries the reader options, the bad-line budget and the
+open-file hook the builder uses for its progress bar. A reader may yield a list
+of records at a time (the Wikidata reader yields one list per entity), which
+saves a generator step per record; :func:`read` flattens them for users. Readers never hold a whole dump in memory
 (rdflib's Turtle and RDF/XML parsers are the documented exception).
 """
 
@@ -94,7 +96,7 @@ def guess_format(path: str | Path) -> str:
     raise SourceError(p, None, f"cannot guess the format from the file name; give --format ({', '.join(FORMATS)})")
 
 
-def get_reader(fmt: str) -> Callable[[Path, ReadContext], Iterator[Record]]:
+def get_reader(fmt: str) -> Callable[[Path, ReadContext], Iterator[Record | list[Record]]]:
     """The reader function for a format name."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
@@ -103,6 +105,10 @@ def get_reader(fmt: str) -> Callable[[Path, ReadContext], Iterator[Record]]:
 
 
 def read(path: str | Path, fmt: str | None = None, ctx: ReadContext | None = None) -> Iterator[Record]:
-    """Stream the records of one input; the format is guessed when not given."""
+    """Stream the records of one input, one at a time; the format is guessed when not given."""
     ctx = ctx or ReadContext()
-    return get_reader(fmt or guess_format(path))(Path(path), ctx)
+    for item in get_reader(fmt or guess_format(path))(Path(path), ctx):
+        if type(item) is list:
+            yield from item
+        else:
+            yield item

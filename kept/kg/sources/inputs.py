@@ -3,6 +3,11 @@
 Every reader goes through :class:`InputFile`, so all formats share the same
 errors for truncated or corrupt compressed files and invalid UTF-8, and the same
 progress measure (compressed bytes consumed).
+
+Decompression runs in a background thread that reads 4 MB blocks and splits them
+into lines: zlib, bz2 and lzma release the GIL while they work, so a parser on
+the main thread and the decompressor use two cores. At most 4 blocks wait in the
+queue, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +30,8 @@ _DECOMPRESSORS = {
     ".xz": lzma.LZMAFile,
 }
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+_BLOCK = 1 << 22  # decompressed bytes per read of the background thread
+_DONE = object()
 
 
 def compression_of(path: str | Path) -> str | None:
@@ -54,6 +63,8 @@ class InputFile:
         self._raw: BinaryIO = open(self.path, "rb")
         kind = compression_of(self.path)
         self._stream: BinaryIO = _DECOMPRESSORS[kind](self._raw) if kind else self._raw
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.lineno = 0
 
     @property
@@ -61,6 +72,9 @@ class InputFile:
         return self._raw.tell() if not self._raw.closed else self.size
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self._stream.close()
         self._raw.close()
 
@@ -75,21 +89,53 @@ class InputFile:
         what = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}.get(kind, "file")
         return SourceError(self.path, self.lineno + 1, f"truncated or corrupt {what} data: {exc}")
 
+    def _produce(self, blocks: queue.Queue) -> None:
+        """Background thread: decompress blocks, split them into lists of lines."""
+
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    blocks.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            pending = b""
+            while not self._stop.is_set():
+                block = self._stream.read(_BLOCK)
+                if not block:
+                    break
+                lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
+                pending = lines.pop()
+                if lines and not put(lines):
+                    return
+            if pending:
+                put([pending])
+            put(_DONE)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            put(exc)
+
     def lines(self) -> Iterator[bytes]:
-        """Yield raw lines (with their line ending); ``self.lineno`` is the line's number.
+        """Yield raw lines without the ``\\n``; ``self.lineno`` is the line's number.
 
         Raises SourceError for an empty file and for a damaged compressed stream.
         """
-        it = iter(self._stream)
+        blocks: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._produce, args=(blocks,), daemon=True)
+        self._thread.start()
         while True:
-            try:
-                line = next(it)
-            except StopIteration:
+            item = blocks.get()
+            if item is _DONE:
                 break
-            except _STREAM_ERRORS as exc:
-                raise self._fail(exc) from None
-            self.lineno += 1
-            yield line
+            if isinstance(item, BaseException):
+                if isinstance(item, _STREAM_ERRORS):
+                    raise self._fail(item) from None
+                raise item
+            for line in item:
+                self.lineno += 1
+                yield line
         if self.lineno == 0:
             raise SourceError(self.path, None, "empty input: no lines to read")
 
@@ -105,4 +151,4 @@ class InputFile:
             except UnicodeDecodeError as exc:
                 bad.report(self.path, self.lineno, f"invalid UTF-8 at byte {exc.start} of the line")
                 continue
-            yield line.rstrip("\r\n")
+            yield line[:-1] if line.endswith("\r") else line

@@ -89,7 +89,9 @@ class _EntityIdValue(msgspec.Struct):
 
 class _DataValue(msgspec.Struct):
     type: str
-    value: msgspec.Raw  # decoded only for item values
+    # Item values are objects; other objects (time, quantity, ...) decode to a
+    # struct of Nones since unknown fields are skipped; strings stay strings.
+    value: _EntityIdValue | str | int | float | list[msgspec.Raw] | None = None
 
 
 class _Snak(msgspec.Struct):
@@ -122,7 +124,6 @@ _decode_entity = msgspec.json.Decoder(_Entity).decode
 _decode_text = msgspec.json.Decoder(_Text).decode
 _decode_texts = msgspec.json.Decoder(list[_Text]).decode
 _decode_sitelink = msgspec.json.Decoder(_SiteLink).decode
-_decode_entity_id = msgspec.json.Decoder(_EntityIdValue).decode
 _ERRORS = (msgspec.DecodeError, TypeError, KeyError)
 
 
@@ -137,7 +138,7 @@ def _problem(line: bytes, exc: Exception) -> str:
     return f"malformed {obj['type']} {obj['id']}: {exc}"
 
 
-def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[Record]:
+def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[list[Record]]:
     """Stream the records of one Wikidata JSON dump.
 
     :param path: the dump: ``.json``, ``.json.gz``, ``.json.bz2`` or ``.json.xz``.
@@ -147,8 +148,9 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[Record]:
         ``"all"``; see the module docstring), ``ctx.options.properties`` (keep
         only statements of these PIDs; default None: all) and ``ctx.bad`` (the
         malformed-line budget).
-    :yields: per item an :class:`Entity`, its :class:`Triple` records and its
-        sitelink :class:`Attribute` records; per property a :class:`Relation`.
+    :yields: one list per entity: for an item its :class:`Entity`, its
+        :class:`Triple` records and its sitelink :class:`Attribute` records; for
+        a property one :class:`Relation` (:func:`kept.kg.sources.read` flattens).
     :raises ValueError: for an unknown ``ranks`` value.
     :raises SourceError: for a damaged or empty file, or a malformed line past
         the ``--max-bad-lines`` budget.
@@ -179,7 +181,7 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[Record]:
             except _ERRORS as exc:
                 report(path, f.lineno, _problem(s, exc))
                 continue
-            yield from records
+            yield records  # one list per entity: the builder takes lists (cheaper than a step per record)
 
 
 def _records(
@@ -279,7 +281,9 @@ def _triples(
             snak = st.mainsnak
             if snak.snaktype != "value" or snak.datavalue is None or snak.datavalue.type != "wikibase-entityid":
                 continue
-            value = _decode_entity_id(snak.datavalue.value)
+            value = snak.datavalue.value
+            if type(value) is not _EntityIdValue:
+                continue
             tail = value.id
             if tail is None and value.entity_type == "item" and value.numeric_id is not None:
                 tail = f"Q{value.numeric_id}"
