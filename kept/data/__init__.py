@@ -1,0 +1,1 @@
+"""Corpus readers, linked-example building, data modules and collators."""
