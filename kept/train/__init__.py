@@ -1,0 +1,1 @@
+"""Pretraining: LightningModules per method and the `kept pretrain` entry."""
