@@ -4,10 +4,11 @@ Every reader goes through :class:`InputFile`, so all formats share the same
 errors for truncated or corrupt compressed files and invalid UTF-8, and the same
 progress measure (compressed bytes consumed).
 
-Decompression runs in a background thread that reads 4 MB blocks and splits them
-into lines: zlib, bz2 and lzma release the GIL while they work, so a parser on
-the main thread and the decompressor use two cores. At most 4 blocks wait in the
-queue, so memory stays bounded.
+Lines are produced from 4 MB blocks split at ``\n`` (one C call per block). For
+compressed files this runs in a background thread: zlib, bz2 and lzma release
+the GIL while they work, so a parser on the main thread and the decompressor use
+two cores. At most 4 blocks wait in the queue, so memory stays bounded. Plain
+files are split on the reading thread (a thread would only add hand-offs).
 """
 
 from __future__ import annotations
@@ -89,8 +90,22 @@ class InputFile:
         what = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}.get(kind, "file")
         return SourceError(self.path, self.lineno + 1, f"truncated or corrupt {what} data: {exc}")
 
+    def _blocks(self) -> Iterator[list[bytes]]:
+        """Lists of lines (without ``\\n``), one list per 4 MB block read."""
+        pending = b""
+        while not self._stop.is_set():
+            block = self._stream.read(_BLOCK)
+            if not block:
+                break
+            lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
+            pending = lines.pop()
+            if lines:
+                yield lines
+        if pending:
+            yield [pending]
+
     def _produce(self, blocks: queue.Queue) -> None:
-        """Background thread: decompress blocks, split them into lists of lines."""
+        """Background thread: put the blocks of lines in the queue, then _DONE (or the error)."""
 
         def put(item) -> bool:
             while not self._stop.is_set():
@@ -102,40 +117,35 @@ class InputFile:
             return False
 
         try:
-            pending = b""
-            while not self._stop.is_set():
-                block = self._stream.read(_BLOCK)
-                if not block:
-                    break
-                lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
-                pending = lines.pop()
-                if lines and not put(lines):
+            for lines in self._blocks():
+                if not put(lines):
                     return
-            if pending:
-                put([pending])
             put(_DONE)
         except BaseException as exc:  # handed to the reading thread, which raises it
             put(exc)
+
+    def _threaded_blocks(self) -> Iterator[list[bytes]]:
+        blocks: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._produce, args=(blocks,), daemon=True)
+        self._thread.start()
+        while (item := blocks.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def lines(self) -> Iterator[bytes]:
         """Yield raw lines without the ``\\n``; ``self.lineno`` is the line's number.
 
         Raises SourceError for an empty file and for a damaged compressed stream.
         """
-        blocks: queue.Queue = queue.Queue(maxsize=4)
-        self._thread = threading.Thread(target=self._produce, args=(blocks,), daemon=True)
-        self._thread.start()
-        while True:
-            item = blocks.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                if isinstance(item, _STREAM_ERRORS):
-                    raise self._fail(item) from None
-                raise item
-            for line in item:
-                self.lineno += 1
-                yield line
+        blocks = self._threaded_blocks() if self._stream is not self._raw else self._blocks()
+        try:
+            for lines in blocks:
+                for line in lines:
+                    self.lineno += 1
+                    yield line
+        except _STREAM_ERRORS as exc:
+            raise self._fail(exc) from None
         if self.lineno == 0:
             raise SourceError(self.path, None, "empty input: no lines to read")
 
