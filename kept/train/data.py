@@ -1,0 +1,121 @@
+"""The data module of masked-LM pretraining (``mlm`` and ``ernie-baidu``).
+
+Batches come from a :class:`~kept.data.examples.LinkedCorpus`. Each batch is a
+pure function of ``(seed, epoch, batch index)``: :class:`SeededCollate` seeds the
+masking generator from them and takes the masking level of the batch's global
+step from the curriculum schedule (installed by
+:class:`~kept.masking.curriculum.MaskingCurriculum`). So masking is dynamic (new
+every epoch), the curriculum switches exactly at its boundaries in every worker,
+and a resumed run is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from kept.data.examples import LinkedCorpus
+from kept.data.loading import CorpusDataset, EpochBatchSampler, ResumableDataModule
+from kept.masking.ernie import CurriculumSchedule, UnitMaskingCollator
+
+
+@dataclass
+class SeededCollate:
+    """Collate ``(epoch, batch index, example)`` items with masks seeded by the batch's identity.
+
+    collator: the masking collator. seed: base seed. batches_per_epoch: for the global
+    batch number. accumulate: batches per optimizer step. schedule: level per global
+    step (None: the collator's own level).
+    """
+
+    collator: UnitMaskingCollator
+    seed: int
+    batches_per_epoch: int
+    accumulate: int = 1
+    schedule: CurriculumSchedule | None = None
+
+    def __call__(self, items: list) -> dict[str, torch.Tensor]:
+        epoch, batch_index = items[0][0], items[0][1]
+        step = (epoch * self.batches_per_epoch + batch_index) // self.accumulate
+        level = self.schedule.level_at(step) if self.schedule else None
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, epoch, batch_index]).generate_state(1, np.uint64)[0] >> 1))
+        return self.collator([ex for _, _, ex in items], generator=generator, level=level)
+
+
+class PretrainDataModule(ResumableDataModule):
+    """Masked batches from a linked corpus.
+
+    Args:
+        corpus: a linked-corpus directory (``kept data build`` writes one).
+        vocab: the BERT ``vocab.txt`` the corpus was tokenised with (or a tokenizer directory).
+        masking: masking level when no curriculum is given: ``"token"`` (plain BERT
+            MLM, default), ``"basic"``, ``"word"``, ``"phrase"`` or ``"entity"``.
+        batch_size: examples per batch (default 32). max_length: tokens per sequence
+            including [CLS]/[SEP] (default 128). mask_prob: selection probability (0.15).
+        num_workers: DataLoader workers (default 0). seed: order and masking seed (default 0).
+        val_fraction: share of examples held out for validation (default 0.02, at least one
+            example when > 0; 0 disables validation).
+    """
+
+    def __init__(self, corpus: str, vocab: str, masking: str = "token", batch_size: int = 32,
+                 max_length: int = 128, mask_prob: float = 0.15, num_workers: int = 0, seed: int = 0,
+                 val_fraction: float = 0.02):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = load_tokenizer(vocab)
+        self.collator = UnitMaskingCollator(self.tokenizer, max_length=max_length, level=masking,
+                                            mask_prob=mask_prob, seed=seed)
+        self.curriculum: CurriculumSchedule | None = None  # set by MaskingCurriculum
+        self.corpus: LinkedCorpus | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus is not None:
+            return
+        self.corpus = LinkedCorpus(self.hparams.corpus)
+        n = len(self.corpus)
+        order = np.random.default_rng([self.hparams.seed, 2**31]).permutation(n)
+        n_val = 0 if self.hparams.val_fraction <= 0 or n < 2 else max(1, round(n * self.hparams.val_fraction))
+        self.val_indices, self.train_indices = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = CorpusDataset(self.corpus, self.train_indices)
+        batches = len(EpochBatchSampler(len(dataset), self.hparams.batch_size))
+        accumulate = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+        collate = SeededCollate(self.collator, self.hparams.seed, batches, accumulate, self.curriculum)
+        return self.train_loader(dataset, collate, self.hparams.batch_size, self.hparams.seed,
+                                 self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if len(self.val_indices) == 0:
+            return []
+        # epoch fixed at 0 and no shuffling: the same masked validation batches every time
+        sampler = EpochBatchSampler(len(self.val_indices), self.hparams.batch_size, shuffle=False)
+        level = self.curriculum.boundaries[-1][1] if self.curriculum and self.curriculum.boundaries else None
+        collate = SeededCollate(self.collator, self.hparams.seed + 1, len(sampler),
+                                schedule=CurriculumSchedule(level) if level else None)
+        return DataLoader(CorpusDataset(self.corpus, self.val_indices), batch_sampler=sampler,
+                          collate_fn=collate, num_workers=0)
+
+
+def load_tokenizer(vocab: str | Path):
+    """A BERT WordPiece tokenizer from a ``vocab.txt`` file or a saved tokenizer directory (local only)."""
+    from transformers import AutoTokenizer, BertTokenizer
+
+    path = Path(vocab)
+    if path.is_dir():
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if not path.exists():
+        raise FileNotFoundError(f"no vocabulary at {path}")
+    with open(path, encoding="utf-8") as f:
+        head = [next(f, "").strip() for _ in range(2000)]
+    lowercase = not any(t and t[0].isupper() and not t.startswith("[") for t in head)
+    return BertTokenizer(vocab=str(path), do_lower_case=lowercase)
