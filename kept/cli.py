@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     from kept.kg import cli as kg_cli
 
     kg_cli.register(sub)
+    sub.add_parser("pretrain", help="pretrain a model with one of the methods (LightningCLI; "
+                                    "`kept pretrain --help`)", add_help=False)
     demo.register(sub)
     return parser
 
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     from kept.kg.sources.errors import SourceError
     from kept.kg.store import StoreError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pretrain"]:  # LightningCLI parses its own arguments
+        from kept.train.cli import main as pretrain_main
+
+        return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -38,6 +38,17 @@ def build_bert_mlm(pretrained: str | None, vocab_size: int, hidden_size: int, nu
     return BertForMaskedLM(config)
 
 
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` [B, L, V] at positions where ``labels`` [B, L] != -100.
+
+    A batch with no predicted position gives a zero loss (still attached to the graph)
+    instead of the NaN of a mean over nothing.
+    """
+    predicted = labels != -100                                                               # [B, L]
+    total = torch.nn.functional.cross_entropy(logits[predicted].float(), labels[predicted], reduction="sum")
+    return total / predicted.sum().clamp(min=1)
+
+
 class MaskedLMModule(pl.LightningModule):
     """BERT masked-LM pretraining.
 
@@ -68,10 +79,10 @@ class MaskedLMModule(pl.LightningModule):
         torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over predicted positions (labels != -100)."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         token_type_ids=batch.get("token_type_ids"), labels=batch["labels"])
-        return out.loss
+        """Mean cross-entropy over predicted positions (labels != -100); 0 when a batch has none."""
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch.get("token_type_ids")).logits            # [B, L, V]
+        return masked_lm_loss(logits, batch["labels"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
@@ -80,6 +91,14 @@ class MaskedLMModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+
+    def export_hf(self, out: str | Path, tokenizer) -> Path:
+        """Write the model and tokenizer with ``save_pretrained``: loadable by
+        ``transformers.AutoModelForMaskedLM.from_pretrained(out)`` anywhere."""
+        out = Path(out)
+        self.model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return out
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -1,0 +1,77 @@
+"""``kept pretrain``: every pretraining method through one LightningCLI.
+
+    kept pretrain --method ernie-baidu --config experiments/demo/pretrain.yaml \\
+        --trainer.max_steps 200 --export runs/ernie-baidu/hf
+
+``--method NAME`` loads the method's own config (``kept/train/configs/NAME.yaml``:
+which LightningModule, which data module, which callbacks); ``--config`` files
+and dotted flags then set the experiment (data paths, model size, steps). All of
+LightningCLI's flags work (``--print_config`` shows the resolved configuration).
+``--ckpt_path`` resumes a run exactly; ``--export DIR`` writes the trained model
+in Hugging Face format at the end. The trainer defaults to
+``accelerator="auto"`` with bf16 mixed precision on GPUs and fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def methods() -> list[str]:
+    """Names accepted by ``--method``."""
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+class PretrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume from (exactly, mid-epoch included)")
+        parser.add_argument("--export", type=str | None, default=None,
+                            help="after training, write the model in Hugging Face format to this directory")
+        parser.link_arguments("data", "model.init_args.vocab_size", apply_on="instantiate",
+                              compute_fn=lambda data: data.vocab_size)
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config["trainer"]
+        if trainer.get("precision") is None:
+            trainer["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _method_args(argv: list[str]) -> list[str]:
+    """Replace ``--method NAME`` by ``--config <the method's config>``."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name = None
+        if arg == "--method" and i + 1 < len(argv):
+            name, i = argv[i + 1], i + 2
+        elif arg.startswith("--method="):
+            name, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        if name not in methods():
+            raise SystemExit(f"kept pretrain: unknown method {name!r}; choose one of {', '.join(methods())}")
+        out.extend(["--config", str(CONFIGS / f"{name}.yaml")])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = _method_args(sys.argv[2:] if argv is None else argv)
+    cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
+                      trainer_defaults={"accelerator": "auto", "precision": None},
+                      parser_kwargs={"prog": "kept pretrain", "description": __doc__,
+                                     "default_env": False},
+                      save_config_kwargs={"overwrite": True})
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    if cli.config.get("export"):
+        out = cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer)
+        print(f"exported the model in Hugging Face format to {out}")
+    return 0

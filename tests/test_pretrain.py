@@ -1,0 +1,88 @@
+"""`kept pretrain` end to end, learning on a fixed batch, and the Hugging Face export."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from test_masking import staged_examples
+
+from kept.cli import main
+from kept.data.examples import write_corpus
+from kept.masking import UnitMaskingCollator
+from kept.train.data import load_tokenizer
+from kept.train.mlm import MaskedLMModule
+
+VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
+TINY = ["--model.hidden_size", "32", "--model.num_layers", "1", "--model.num_heads", "2",
+        "--model.intermediate_size", "64"]
+
+
+@pytest.mark.parametrize("level", ["token", "entity"])
+def test_loss_on_a_fixed_batch_goes_down(level):
+    tok = load_tokenizer(VOCAB)
+    batch = UnitMaskingCollator(tok, max_length=32, level=level, mask_prob=0.3, max_predictions=32,
+                                seed=0)(staged_examples(8))
+    assert batch["labels"].ne(-100).any()
+    module = MaskedLMModule(vocab_size=len(tok), hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                            dropout=0.0)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = module(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("method", ["mlm", "ernie-baidu"])
+def test_kept_pretrain_cli_and_export(tmp_path, method, capsys):
+    corpus = tmp_path / "corpus"
+    write_corpus(staged_examples(40), corpus)
+    args = ["pretrain", "--method", method, "--data.corpus", str(corpus), "--data.vocab", str(VOCAB),
+            "--data.batch_size", "8", *TINY, "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--export", str(tmp_path / "hf")]
+    if method == "ernie-baidu":
+        args += ["--trainer.callbacks.init_args.boundaries", '{"phrase": 1, "entity": 2}']
+    assert main(args) == 0
+    assert "Hugging Face format" in capsys.readouterr().out
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "hf", local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
+    inputs = tok("paris is the capital of [MASK] .", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (1, inputs["input_ids"].shape[1], 30522)
+    ckpts = list((tmp_path / "run").rglob("*.ckpt"))
+    assert ckpts  # Lightning's checkpoint, resumable with --ckpt_path
+
+
+def test_batch_without_predictions_has_zero_loss():
+    from kept.train.mlm import masked_lm_loss
+
+    logits = torch.randn(2, 5, 11, requires_grad=True)
+    loss = masked_lm_loss(logits, torch.full((2, 5), -100))
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad is not None
+    labels = torch.full((2, 5), -100)
+    labels[0, 1] = 3
+    assert torch.isclose(masked_lm_loss(logits, labels), torch.nn.functional.cross_entropy(logits[0, 1:2], labels[0, 1:2]))
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(SystemExit, match="unknown method 'ernie-x'"):
+        main(["pretrain", "--method", "ernie-x"])
+
+
+def test_exported_weights_match_the_module(tmp_path):
+    tok = load_tokenizer(VOCAB)
+    module = MaskedLMModule(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    module.export_hf(tmp_path / "hf", tok)
+    from transformers import AutoModelForMaskedLM
+
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "hf", local_files_only=True)
+    a = dict(module.model.named_parameters())
+    for name, p in loaded.named_parameters():
+        assert np.allclose(a[name].detach().numpy(), p.detach().numpy()), name
