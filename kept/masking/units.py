@@ -84,11 +84,12 @@ def batch_wordpiece_word_spans(input_ids: Sequence[np.ndarray], is_continuation:
     return np.split(local, np.cumsum(np.bincount(owner, minlength=len(lengths)))[:-1])
 
 
-def char_spans_to_token_spans(char_spans: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def char_spans_to_token_spans(char_spans: np.ndarray, offsets: np.ndarray, return_kept: bool = False):
     """int32 [k', 2]: token spans of character spans; empty ones dropped.
 
     char_spans: int [k, 2] character spans [start, end), sorted and non-overlapping.
     offsets: int [n, 2] character span of each token (sorted by start).
+    return_kept: also return the bool [k] mask of the spans that cover a token.
     A token belongs to the span containing its first character.
     """
     char_spans = np.asarray(char_spans, dtype=np.int64).reshape(-1, 2)
@@ -96,7 +97,8 @@ def char_spans_to_token_spans(char_spans: np.ndarray, offsets: np.ndarray) -> np
     first = np.searchsorted(token_starts, char_spans[:, 0], side="left")            # [k]
     end = np.searchsorted(token_starts, char_spans[:, 1], side="left")              # [k]
     keep = first < end
-    return np.stack([first[keep], end[keep]], axis=1).astype(np.int32)
+    spans = np.stack([first[keep], end[keep]], axis=1).astype(np.int32)
+    return (spans, keep) if return_kept else spans
 
 
 def jieba_word_spans(text: str, offsets: np.ndarray, jieba_tokenizer: Any = None) -> np.ndarray:
