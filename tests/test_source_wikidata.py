@@ -251,7 +251,8 @@ def broken_dump(bad_line: bytes) -> bytes:
         (b'{"type":"item","id":"Q5","labels":{"fr":{"language":"fr","value":"\xc3\x28"}}}', "UTF-8"),
         (b'["Q5"]', "not a Wikidata entity"),
         (b'{"id":"Q5"}', "not a Wikidata entity"),
-        (b'{"type":"item","id":"Q5","claims":{"P1":[{"rank":"normal"}]}}', "malformed item Q5"),
+        (b'{"type":"item","id":"Q5","claims":{"P1":[{"rank":"normal","type":"wikibase-entityid"}]}}',
+         "malformed item Q5"),
     ],
 )
 def test_bad_line_is_an_error(tmp_path, bad, problem):

@@ -8,7 +8,9 @@ Format handling
     bytes, after stripping the line ending and the trailing comma: the parts
     kept needs are decoded, the rest (references, qualifiers, labels in other
     languages) is validated as JSON and skipped in C, about 3x faster than
-    building the whole object with a general JSON parser. ``[``, ``]`` and blank lines are
+    building the whole object with a general JSON parser. The statements of a
+    property are decoded only when they hold an item value (their raw bytes
+    contain ``"wikibase-entityid"``); the others are checked as JSON only. ``[``, ``]`` and blank lines are
     skipped, and a missing closing ``]`` is accepted, so heads of dumps
     (``zcat dump.json.gz | head -n 1000``) read fine. A line that is not valid
     JSON (invalid UTF-8 included), or not an object with ``"id"`` and
@@ -116,7 +118,9 @@ class _Entity(msgspec.Struct):
     labels: _RawMap = {}
     aliases: _RawMap = {}
     descriptions: _RawMap = {}
-    claims: dict[str, list[_Statement]] | list[msgspec.Raw] = {}
+    # Claims stay raw per property: only those that can hold item values are decoded
+    # (most statements are strings, dates and quantities, which kept skips).
+    claims: _RawMap = {}
     sitelinks: _RawMap = {}
 
 
@@ -124,6 +128,8 @@ _decode_entity = msgspec.json.Decoder(_Entity).decode
 _decode_text = msgspec.json.Decoder(_Text).decode
 _decode_texts = msgspec.json.Decoder(list[_Text]).decode
 _decode_sitelink = msgspec.json.Decoder(_SiteLink).decode
+_decode_statements = msgspec.json.Decoder(list[_Statement]).decode
+_ITEM_MARK = b'"wikibase-entityid"'  # present in the raw claims of every item-valued property
 _ERRORS = (msgspec.DecodeError, TypeError, KeyError)
 
 
@@ -255,14 +261,18 @@ def _first(values: dict[str, msgspec.Raw], langs: Sequence[str]) -> str | None:
 
 
 def _triples(
-    key: str, claims: dict[str, list[_Statement]], props: frozenset[str] | None, ranks: str, out: list[Record]
+    key: str, claims: dict[str, msgspec.Raw], props: frozenset[str] | None, ranks: str, out: list[Record]
 ) -> None:
     """Append to ``out`` the item-to-item triples of one item's ``claims`` map."""
     append = out.append
     keep: tuple[str, ...] | None = None if ranks == "all" else _NON_DEPRECATED
-    for pid, statements in claims.items():
+    for pid, raw in claims.items():
         if props is not None and pid not in props:
             continue
+        data = bytes(raw)  # (msgspec.Raw has no substring search; the copy is a memcpy)
+        if _ITEM_MARK not in data:  # no item value among this property's statements
+            continue
+        statements = _decode_statements(data)
         if not statements:
             continue
         datatype = statements[0].mainsnak.datatype
