@@ -55,8 +55,9 @@ class BuildOptions:
     drop_unlabelled: drop entities no record gave a label (e.g. Wikidata items
         outside a partial dump that are only the target of a claim). Default False.
     max_bad_lines: malformed lines skipped (and reported) before the build fails.
-    chunk_triples: triples held in memory before spilling to disk (default 4M,
-        64 MB); bounds the memory of the sort phase too.
+    chunk_triples: triples held in memory before spilling to disk (default 4M:
+        64 MB of rows); it also bounds the sort phase, which peaks at about 5x the
+        rows' bytes (~350 MB at the default; measured in docs/benchmarks.md).
     overwrite: replace an existing store at the output path (only once the new
         one is complete).
     progress: show a progress bar (on a terminal).
