@@ -15,9 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kept {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from kept import demo
+    from kept.data import cli as data_cli
     from kept.kg import cli as kg_cli
+    from kept.kg import link_cli
 
     kg_cli.register(sub)
+    link_cli.register(sub)
+    data_cli.register(sub)
     sub.add_parser("pretrain", help="pretrain a model with one of the methods (LightningCLI; "
                                     "`kept pretrain --help`)", add_help=False)
     demo.register(sub)

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
@@ -123,19 +122,13 @@ def _init_worker(vocab: str, store: str | None, options: CorpusOptions, phrases:
 
 def _process(texts: list[str]) -> list[LinkedExample]:
     """Tokenise, segment and link one chunk of texts (in a worker)."""
-    from kept.masking.units import char_spans_to_token_spans
+    from kept.kg.linker import attach_entities
 
     examples = _WORKER["segmenter"](texts)
     linker = _WORKER["linker"]
     if linker is None:
         return examples
-    for ex, (spans, ids, scores) in zip(examples, linker.link_batch(texts)):
-        if not len(spans) or not len(ex):
-            continue
-        # mentions past the truncated tokens cover no token and are dropped
-        ex.entity_spans, kept = char_spans_to_token_spans(spans, ex.offsets, return_kept=True)
-        ex.entity_ids, ex.entity_scores = ids[kept].astype(np.int64), scores[kept].astype(np.float32)
-    return examples
+    return [attach_entities(ex, *links) for ex, links in zip(examples, linker.link_batch(texts))]
 
 
 def _chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
