@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kept.kg.sources.records import Attribute, Entity, Record, Relation, Triple
+from kept.kg.sources.spo import iter_spo_lines
 
 if TYPE_CHECKING:
     from kept.kg.sources import ReadContext
@@ -56,8 +57,6 @@ ALIAS_PREDICATES: dict[str, str | None] = {
 
 _TAG_RE = re.compile(r"</?a>")
 _WHOLE_LINK_RE = re.compile(r"<a>(?:(?!</?a>).)*</a>", re.DOTALL)
-_FIELDS = ("subject", "predicate", "object")
-
 
 def strip_links(text: str) -> str:
     """``text`` without ``<a>``/``</a>`` tags (inner text kept) and surrounding whitespace."""
@@ -81,45 +80,32 @@ def read_cndbpedia(path: Path, ctx: ReadContext) -> Iterator[Record]:
     properties = ctx.options.properties
     seen_entities: set[str] = set()
     seen_relations: set[str] = set()
-    with ctx.open(path) as f:
-        for line in f.text_lines(ctx.bad):
-            if not line.strip():
-                continue
-            raw = line.split("\t")
-            if len(raw) != 3:
-                problem = f"expected 3 tab-separated fields (subject, predicate, object), got {len(raw)}"
-                ctx.bad.report(path, f.lineno, problem)
-                continue
-            fields = [strip_links(field) for field in raw]
-            empty = next((name for name, value in zip(_FIELDS, fields) if not value), None)
-            if empty is not None:
-                ctx.bad.report(path, f.lineno, f"empty {empty} field (after removing <a> markup)")
-                continue
-            subject, predicate, obj = fields
-            if subject not in seen_entities:
-                seen_entities.add(subject)
-                yield Entity(subject, label=subject, lang="zh")
+    for subject, predicate, obj, raw_object in iter_spo_lines(path, ctx, strip_links,
+                                                              " (after removing <a> markup)"):
+        if subject not in seen_entities:
+            seen_entities.add(subject)
+            yield Entity(subject, label=subject, lang="zh")
 
-            if predicate == CARD:
-                yield Entity(subject, description=obj)
-                continue
-            if predicate in ALIAS_PREDICATES:
-                if obj != subject:
-                    yield Entity(subject, aliases=((obj, ALIAS_PREDICATES[predicate]),))
-                continue
-            if edge_predicates is not None:
-                edge = predicate in edge_predicates
-            else:
-                edge = predicate != TAG and is_whole_link(raw[2])
-            if not edge:
-                yield Attribute(subject, predicate, obj)
-                continue
-            if properties is not None and predicate not in properties:
-                continue
-            if obj not in seen_entities:
-                seen_entities.add(obj)
-                yield Entity(obj, label=obj, lang="zh")
-            if predicate not in seen_relations:
-                seen_relations.add(predicate)
-                yield Relation(predicate, label=predicate)
-            yield Triple(subject, predicate, obj)
+        if predicate == CARD:
+            yield Entity(subject, description=obj)
+            continue
+        if predicate in ALIAS_PREDICATES:
+            if obj != subject:
+                yield Entity(subject, aliases=((obj, ALIAS_PREDICATES[predicate]),))
+            continue
+        if edge_predicates is not None:
+            edge = predicate in edge_predicates
+        else:
+            edge = predicate != TAG and is_whole_link(raw_object)
+        if not edge:
+            yield Attribute(subject, predicate, obj)
+            continue
+        if properties is not None and predicate not in properties:
+            continue
+        if obj not in seen_entities:
+            seen_entities.add(obj)
+            yield Entity(obj, label=obj, lang="zh")
+        if predicate not in seen_relations:
+            seen_relations.add(predicate)
+            yield Relation(predicate, label=predicate)
+        yield Triple(subject, predicate, obj)

@@ -15,7 +15,7 @@ it are dropped, and their names are not announced by them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,14 +27,30 @@ if TYPE_CHECKING:
 _FIELDS = ("subject", "predicate", "object")
 
 
-def _problem(fields: list[str]) -> str | None:
-    """Why a split line is not a fact, or None when it is one."""
-    if len(fields) != 3:
-        return f"expected 3 tab-separated fields (subject, predicate, object), got {len(fields)}"
-    for name, value in zip(_FIELDS, fields):
-        if not value:
-            return f"empty {name} field"
-    return None
+def iter_spo_lines(path: Path, ctx: ReadContext, clean: Callable[[str], str] = str.strip,
+                   cleaned: str = "") -> Iterator[tuple[str, str, str, str]]:
+    """``(subject, predicate, object, raw object)`` of each ``s<TAB>p<TAB>o`` line.
+
+    Blank lines are skipped; a line without three fields, or with a field that is
+    empty after ``clean`` (default: strip whitespace), goes to ``ctx.bad``.
+    cleaned: words added to the empty-field message (e.g. "after removing <a> markup").
+    Shared by the K-BERT .spo and CN-DBpedia readers.
+    """
+    with ctx.open(path) as f:
+        for line in f.text_lines(ctx.bad):
+            if not line.strip():
+                continue
+            raw = line.split("\t")
+            if len(raw) != 3:
+                ctx.bad.report(path, f.lineno,
+                               f"expected 3 tab-separated fields (subject, predicate, object), got {len(raw)}")
+                continue
+            fields = [clean(field) for field in raw]
+            empty = next((name for name, value in zip(_FIELDS, fields) if not value), None)
+            if empty is not None:
+                ctx.bad.report(path, f.lineno, f"empty {empty} field{cleaned}")
+                continue
+            yield fields[0], fields[1], fields[2], raw[2]
 
 
 def read_spo(path: Path, ctx: ReadContext) -> Iterator[Record]:
@@ -47,23 +63,14 @@ def read_spo(path: Path, ctx: ReadContext) -> Iterator[Record]:
     properties = ctx.options.properties
     seen_entities: set[str] = set()
     seen_relations: set[str] = set()
-    with ctx.open(path) as f:
-        for line in f.text_lines(ctx.bad):
-            if not line.strip():
-                continue
-            fields = [field.strip() for field in line.split("\t")]
-            problem = _problem(fields)
-            if problem is not None:
-                ctx.bad.report(path, f.lineno, problem)
-                continue
-            subject, predicate, obj = fields
-            if properties is not None and predicate not in properties:
-                continue
-            for name in (subject, obj):
-                if name not in seen_entities:
-                    seen_entities.add(name)
-                    yield Entity(name, label=name, lang=None)
-            if predicate not in seen_relations:
-                seen_relations.add(predicate)
-                yield Relation(predicate, label=predicate)
-            yield Triple(subject, predicate, obj)
+    for subject, predicate, obj, _ in iter_spo_lines(path, ctx):
+        if properties is not None and predicate not in properties:
+            continue
+        for name in (subject, obj):
+            if name not in seen_entities:
+                seen_entities.add(name)
+                yield Entity(name, label=name, lang=None)
+        if predicate not in seen_relations:
+            seen_relations.add(predicate)
+            yield Relation(predicate, label=predicate)
+        yield Triple(subject, predicate, obj)
