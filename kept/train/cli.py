@@ -65,11 +65,15 @@ def _method_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _method_args(sys.argv[2:] if argv is None else argv)
-    cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
-                      trainer_defaults={"accelerator": "auto", "precision": None},
-                      parser_kwargs={"prog": "kept pretrain", "description": __doc__,
-                                     "default_env": False},
-                      save_config_kwargs={"overwrite": True})
+    saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
+    try:
+        cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
+                          trainer_defaults={"accelerator": "auto", "precision": None},
+                          parser_kwargs={"prog": "kept pretrain", "description": __doc__,
+                                         "default_env": False},
+                          save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("export"):
         out = cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer)
