@@ -64,13 +64,16 @@ class InputFile:
         self._raw: BinaryIO = open(self.path, "rb")
         kind = compression_of(self.path)
         self._stream: BinaryIO = _DECOMPRESSORS[kind](self._raw) if kind else self._raw
+        self._position = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lineno = 0
 
     @property
     def position(self) -> int:
-        return self._raw.tell() if not self._raw.closed else self.size
+        """Bytes of the file on disk consumed so far (recorded by the reading thread: asking
+        the file itself would wait for its lock while a block is being decompressed)."""
+        return self._position if not self._raw.closed else self.size
 
     def close(self) -> None:
         self._stop.set()
@@ -95,6 +98,7 @@ class InputFile:
         pending = b""
         while not self._stop.is_set():
             block = self._stream.read(_BLOCK)
+            self._position = self._raw.tell()
             if not block:
                 break
             lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
