@@ -16,7 +16,9 @@ Counting is vectorised with NumPy: words become integer ids, k-grams get ids
 level by level (a k-gram is a frequent (k-1)-gram followed by a word, so only
 frequent prefixes are extended: apriori pruning), and ``np.unique`` counts them.
 Words without a letter or digit (punctuation) never take part in a phrase, and no
-n-gram crosses a sentence boundary.
+n-gram crosses a sentence boundary. A phrase neither starts nor ends with a stop
+word (the linker's English / Chinese lists; inside one is fine: "bank of america"),
+so that phrases are chunk-like units ("new york city", not "was a french").
 
 Words are produced by :func:`english_words` (the whitespace/punctuation split of
 BERT's basic tokenizer, lower-cased, so they match the wordpiece word units of
@@ -229,7 +231,7 @@ def _ngram_ids(prev: np.ndarray, words: np.ndarray, n: int, vocab_size: int,
 
 def learn_phrases(texts_or_word_lists: Iterable[str | Sequence[str]], min_count: int = 5,
                   threshold: float = 0.5, max_len: int = 3, lang: str = "en", lowercase: bool = True,
-                  measure: str = "npmi") -> PhraseTable:
+                  measure: str = "npmi", stop_words: frozenset[str] | None = None) -> PhraseTable:
     """Learn collocation phrases from a corpus.
 
     texts_or_word_lists: sentences, each a text (split by :func:`english_words`, or
@@ -240,12 +242,19 @@ def learn_phrases(texts_or_word_lists: Iterable[str | Sequence[str]], min_count:
     lang: "en" or "zh" -- how texts are split into words (default "en").
     lowercase: lower-case English words (default True; matches uncased BERT).
     measure: "npmi" (default, in [-1, 1]) or "pmi" (natural log ratio).
+    stop_words: words a phrase may not start or end with (default None: the built-in
+        English or Chinese list of :mod:`kept.kg.textnorm`; an empty set allows all).
     """
     if measure not in ("npmi", "pmi"):
         raise ValueError(f"measure must be 'npmi' or 'pmi', not {measure!r}")
     if max_len < 2:
         raise ValueError("max_len must be at least 2")
     table = PhraseTable({}, lang, lowercase, max_len, min_count, threshold, measure)
+    if stop_words is None:
+        from kept.kg.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS
+
+        stop_words = ZH_STOP_WORDS if lang == "zh" else EN_STOP_WORDS
+    stop = frozenset(stop_words)
     flat: list[str] = []
     n_sentences = 0
     for item in texts_or_word_lists:
@@ -284,5 +293,6 @@ def learn_phrases(texts_or_word_lists: Iterable[str | Sequence[str]], min_count:
             score = np.minimum(score, pmi / -log_joint if measure == "npmi" else pmi)
         for g in np.flatnonzero(score >= threshold):                          # only the phrases kept
             words_g = tuple(vocab[inverse[pos[g] : pos[g] + n]].tolist())
-            table.phrases[words_g] = (float(score[g]), int(counts[n][g]))
+            if words_g[0] not in stop and words_g[-1] not in stop:
+                table.phrases[words_g] = (float(score[g]), int(counts[n][g]))
     return table
