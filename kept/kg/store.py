@@ -187,6 +187,21 @@ class KGStore:
             raise KeyError(f"{self.path} has no split {name!r} (splits: {have})")
         return np.load(self.path / "splits" / f"{name}.npy", mmap_mode="r")
 
+    def entity_vectors(self, name: str = "transe") -> np.ndarray:
+        """float32 [num_entities, dim] embeddings/NAME/entity.npy (row = entity id), memory-mapped."""
+        return self._vectors(name, "entity")
+
+    def relation_vectors(self, name: str = "transe") -> np.ndarray:
+        """float32 [num_relations, dim] embeddings/NAME/relation.npy (row = relation id), memory-mapped."""
+        return self._vectors(name, "relation")
+
+    def _vectors(self, name: str, kind: str) -> np.ndarray:
+        path = self.path / "embeddings" / name / f"{kind}.npy"
+        if not path.exists():
+            raise KeyError(f"{self.path} has no {name!r} embeddings ({path} missing); "
+                           f"train them with `kept kg embed {self.path}`")
+        return np.load(path, mmap_mode="r")
+
     def summary(self) -> dict:
         """Counts and sources, as printed by ``kept kg info``."""
         return {"path": str(self.path), **self.meta["counts"],
