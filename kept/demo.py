@@ -1,7 +1,8 @@
 """``kept demo``: the end-to-end run on the shipped sample data (``kg_data/``).
 
-Steps: build a KG store from every shipped sample; link the T-REx sentences to the
-T-REx store (a linked corpus); pretrain a small BERT briefly with ``mlm`` and
+Steps: build a KG store from every shipped sample; train TransE on the T-REx and
+Medical stores (the linker uses the T-REx vectors for coherence); link the T-REx
+sentences to the T-REx store (a linked corpus); pretrain a small BERT briefly with ``mlm`` and
 ``ernie-baidu`` and export both in Hugging Face format. Each later stage of the
 pipeline adds a step here, so that one command shows the whole path working.
 """
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=Path("kg_data"), help="shipped data folder (default: kg_data)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     p.add_argument("--steps", type=int, default=40, help="pretraining steps per method (default: 40)")
+    p.add_argument("--transe-epochs", type=int, default=50, help="TransE epochs per store (default: 50)")
     p.add_argument("--workers", type=int, default=None, help="corpus-linking processes (default: all cores)")
     p.set_defaults(func=run)
 
@@ -37,17 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     summaries = build_stores(args)
+    transe = {name: embed(args, name) for name in ("trex", "medical")}
     corpus = link_corpus(args)
     losses = {method: pretrain(args, method, corpus) for method in ("mlm", "ernie-baidu")}
     print()
     for method, loss in losses.items():
         print(f"[pretrain] {method:<12} final train loss {loss['train']:.3f}  val loss {loss['val']:.3f}  "
               f"-> {args.out / 'models' / method}")
-    summary = {"stores": summaries, "corpus": corpus.meta, "pretrain": losses,
+    summary = {"stores": summaries, "transe": transe, "corpus": corpus.meta, "pretrain": losses,
                "seconds": round(time.perf_counter() - start, 1)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"\ndone in {summary['seconds']} s; summary in {args.out / 'summary.json'}")
     return 0
+
+
+def embed(args: argparse.Namespace, name: str) -> dict:
+    """TransE with the default configuration, capped at a demo budget; returns the test metrics."""
+    from kept.cli import main as kept_main
+
+    store = args.out / "stores" / name
+    print(f"\n[kg embed] TransE on {store}", flush=True)
+    if kept_main(["kg", "embed", str(store), "--epochs", str(args.transe_epochs), "--max-minutes", "1",
+                  "--no-progress"]) != 0:
+        raise RuntimeError(f"kept kg embed failed on {store}")
+    metrics = json.loads((store / "embeddings" / "transe" / "metrics.json").read_text())
+    return metrics.get("test", metrics)
 
 
 def link_corpus(args: argparse.Namespace):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, need_data
+
 from kept.cli import main
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kept.kg.embed_cli import register_embed
 from kept.kg.sources import FORMATS
 
 
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--around", type=_csv, default=None, help="entity keys: export only their k-hop subgraph")
     e.add_argument("--hops", type=int, default=1, help="k for --around (default: 1)")
     e.set_defaults(func=_export)
+    register_embed(kg_sub)
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:

@@ -1,0 +1,296 @@
+"""TransE: math, negative sampling, Lightning training and resume, store files, OpenKE export, CLI."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import need_data
+from torch import nn
+
+from kept.cli import main
+from kept.kg import open_store
+from kept.kg.build import BuildOptions, build_store
+from kept.kg.transe import (
+    LazyAdam,
+    TransE,
+    TransEConfig,
+    TransELightning,
+    margin_ranking_loss,
+    self_adversarial_loss,
+)
+from kept.kg.transe_data import (
+    EpochBatchSampler,
+    TransEDataModule,
+    bernoulli_head_probability,
+    sample_negatives,
+    split_triples,
+)
+from kept.kg.transe_io import export_openke, load_openke, write_embeddings
+
+torch.set_num_threads(2)
+
+
+# ---- a small real KG: the 300 entities of highest degree in FB15k-237 and their triples ---------
+def _read_split(path):
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        f.readline()
+        return np.loadtxt(f, dtype=np.int64).reshape(-1, 3)  # OpenKE order: h t r
+
+
+@pytest.fixture(scope="module")
+def fb_small(tmp_path_factory):
+    src = need_data("kge", "FB15k-237")
+    splits = {name: _read_split(next(src.glob(f"{name}2id.txt*"))) for name in ("train", "valid", "test")}
+    train = splits["train"]
+    names = [line.split("\t")[0] for line in (src / "entity2id.txt").read_text().splitlines()[1:]]
+    degree = np.bincount(train[:, :2].ravel(), minlength=len(names))
+    keep = np.zeros(len(degree), bool)
+    keep[np.argsort(-degree, kind="stable")[:300]] = True
+    relations = [line.split("\t")[0] for line in (src / "relation2id.txt").read_text().splitlines()[1:]]
+    out = tmp_path_factory.mktemp("fb_small") / "openke"
+    out.mkdir()
+    new_id = -np.ones(len(degree), np.int64)
+    new_id[keep] = np.arange(keep.sum())
+    rel_used = np.unique(train[keep[train[:, 0]] & keep[train[:, 1]], 2])
+    new_rel = -np.ones(len(relations), np.int64)
+    new_rel[rel_used] = np.arange(len(rel_used))
+    for name, rows in splits.items():
+        rows = rows[keep[rows[:, 0]] & keep[rows[:, 1]] & (new_rel[rows[:, 2]] >= 0)]
+        lines = [f"{new_id[h]} {new_id[t]} {new_rel[r]}" for h, t, r in rows.tolist()]
+        (out / f"{name}2id.txt").write_text(f"{len(lines)}\n" + "\n".join(lines) + "\n")
+    kept_names = [names[i] for i in np.flatnonzero(keep)]
+    (out / "entity2id.txt").write_text(f"{len(kept_names)}\n" + "".join(f"{n}\t{i}\n" for i, n in
+                                                                       enumerate(kept_names)))
+    (out / "relation2id.txt").write_text(f"{len(rel_used)}\n" + "".join(
+        f"{relations[r]}\t{i}\n" for i, r in enumerate(rel_used.tolist())))
+    store_path = out.parent / "store"
+    build_store([(out, "openke")], store_path, BuildOptions(progress=False))
+    return open_store(store_path)
+
+
+def _trainer(epochs, **kwargs):
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False,
+                      use_distributed_sampler=False, **kwargs)
+
+
+SMALL = dict(dim=32, batch_size=256, negatives=32, lr=0.01, eval_every=1)
+
+
+# ---- math ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("n_chunks", [1, 3, 10])
+def test_forward_matches_per_triple_distances(p, n_chunks):
+    g = torch.Generator().manual_seed(0)
+    model = TransE(20, 4, 8, p=p, generator=g)
+    triples = torch.stack([torch.randint(20, (10,), generator=g), torch.randint(4, (10,), generator=g),
+                           torch.randint(20, (10,), generator=g)], dim=1)
+    corrupt_head = torch.rand(10, generator=g) < 0.5
+    negatives = torch.randint(20, (n_chunks, 5), generator=g)
+    negatives[0, 0] = triples[0, 0] if corrupt_head[0] else triples[0, 2]  # a negative equal to the truth
+    pos, neg, mask = model(triples, corrupt_head, negatives)
+    E, R = model.entity.weight, model.relation.weight
+    chunk = -(-10 // n_chunks)
+    for i, (h, r, t) in enumerate(triples.tolist()):
+        assert pos[i].item() == pytest.approx(torch.linalg.vector_norm(E[h] + R[r] - E[t], ord=p).item(), rel=1e-5)
+        for j, e in enumerate(negatives[i // chunk].tolist()):
+            hh, tt = (e, t) if corrupt_head[i] else (h, e)
+            want = torch.linalg.vector_norm(E[hh] + R[r] - E[tt], ord=p).item()
+            assert neg[i, j].item() == pytest.approx(want, rel=1e-4, abs=1e-4)
+            assert mask[i, j].item() == (e != (h if corrupt_head[i] else t))
+    assert not mask[0, 0]
+
+
+def test_losses():
+    pos, neg = torch.tensor([1.0, 2.0]), torch.tensor([[2.5, 0.5], [4.0, 1.0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    # hinge max(0, 1 + pos - neg): [[0, 1.5], [0, (masked)]]
+    assert margin_ranking_loss(pos, neg, 1.0, mask).item() == pytest.approx(1.5 / 3)
+    gamma, alpha = 3.0, 2.0
+    w = torch.softmax(-alpha * neg[0], 0)
+    want = (-torch.nn.functional.logsigmoid(gamma - pos).mean()
+            - ((w * torch.nn.functional.logsigmoid(neg[0] - gamma)).sum()
+               + torch.nn.functional.logsigmoid(neg[1, 0] - gamma)) / 2) / 2
+    assert self_adversarial_loss(pos, neg, gamma, alpha, mask).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("compile_from", [0, 1], ids=["eager", "compiled"])
+def test_lazy_adam_is_sparse_adam(compile_from):
+    """Same rule as torch.optim.SparseAdam (the compiled kernel falls back to eager without a compiler)."""
+    g = torch.Generator().manual_seed(0)
+    ours, ref = nn.Embedding(40, 6, sparse=True), nn.Embedding(40, 6, sparse=True)
+    ref.weight.data.copy_(ours.weight.data)
+    opt_ours = LazyAdam(ours.parameters(), lr=0.01, compile_from=compile_from)
+    opt_ref = torch.optim.SparseAdam(list(ref.parameters()), lr=0.01)
+    for _ in range(5):
+        ids = torch.randint(40, (25,), generator=g)  # with duplicates
+        weights = torch.randn(25, 6, generator=g)
+        for emb, opt in ((ours, opt_ours), (ref, opt_ref)):
+            opt.zero_grad()
+            (emb(ids) * weights).sum().backward()
+            opt.step()
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-5, atol=1e-6)
+    untouched = torch.ones(40, dtype=torch.bool)
+    untouched[ids] = False
+    unit = LazyAdam([{"params": ours.parameters(), "unit_norm": True}], lr=0.01, compile_from=compile_from)
+    before = ours.weight.detach().clone()
+    (ours(ids) * weights).sum().backward()
+    unit.step()
+    norms = ours.weight[ids].norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))  # moved rows renormalised
+    assert torch.equal(ours.weight[untouched], before[untouched])  # the others untouched
+
+
+# ---- sampling and splits ----------------------------------------------------------------------
+def test_bernoulli_probability():
+    # relation 0: one head with 3 tails (1-to-N: tph 3, hpt 1) -> corrupt head with p = 3/4
+    # relation 1: 2 heads -> one tail (N-to-1: tph 1, hpt 2) -> p = 1/3; relation 2: unused -> 0.5
+    triples = np.array([[0, 0, 1], [0, 0, 2], [0, 0, 3], [4, 1, 5], [6, 1, 5]])
+    np.testing.assert_allclose(bernoulli_head_probability(triples, 3), [0.75, 1 / 3, 0.5], rtol=1e-6)
+
+
+def test_sample_negatives_shapes_and_seed():
+    triples = torch.tensor([[0, 0, 1]] * 10)
+    probability = torch.tensor([1.0])
+    a = sample_negatives(triples, probability, 50, 7, 4, torch.Generator().manual_seed(3))
+    b = sample_negatives(triples, probability, 50, 7, 4, torch.Generator().manual_seed(3))
+    assert a[0].all() and a[1].shape == (3, 7) and torch.equal(a[1], b[1])
+    assert sample_negatives(triples, probability, 50, 7, 0, torch.Generator())[1].shape == (1, 7)
+
+
+def test_epoch_sampler_is_a_seeded_permutation_per_epoch():
+    sampler = EpochBatchSampler(10, 4, seed=1)
+    first = [rows for _, _, rows in sampler]
+    assert sorted(torch.cat(first).tolist()) == list(range(10)) and [len(r) for r in first] == [4, 4, 2]
+    assert torch.equal(torch.cat(first), torch.cat([r for _, _, r in sampler]))  # same epoch, same order
+    sampler.set_epoch(1)
+    assert not torch.equal(torch.cat(first), torch.cat([r for _, _, r in sampler]))
+    ranks = [list(EpochBatchSampler(10, 2, seed=1, rank=k, world_size=2)) for k in (0, 1)]
+    rows = [set(torch.cat([r for *_, r in x]).tolist()) for x in ranks]
+    assert len(ranks[0]) == len(ranks[1]) == 2 and not rows[0] & rows[1]
+
+
+def test_split_triples_is_seeded_90_5_5():
+    triples = np.arange(300).reshape(100, 3)
+    a, b = split_triples(triples, 0), split_triples(triples, 0)
+    assert [len(a[k]) for k in ("train", "valid", "test")] == [90, 5, 5]
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert sorted(np.concatenate(list(a.values()))[:, 0].tolist()) == list(range(0, 300, 3))
+
+
+# ---- training -----------------------------------------------------------------------------------
+class _Record(pl.Callback):
+    """Mean training loss and validation MRR of each epoch."""
+
+    def __init__(self):
+        self.loss, self.mrr, self._batch_losses = [], [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._batch_losses.append(float(outputs["loss"]))
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.loss.append(float(np.mean(self._batch_losses)))
+        self._batch_losses = []
+
+    def on_validation_end(self, trainer, pl_module):
+        self.mrr.append(float(trainer.callback_metrics["valid/mrr"]))
+
+
+@pytest.mark.parametrize("bordes", [False, True], ids=["recipe", "bordes"])
+def test_loss_decreases_and_mrr_rises(fb_small, bordes):
+    """The default recipe, and Bordes et al.'s setting (margin loss, unit-norm entities)."""
+    bordes_settings = {"adversarial_temperature": 0.0, "margin": 1.0, "normalize_entities": True, "sampler": "uniform"}
+    config = TransEConfig(**{**SMALL, **(bordes_settings if bordes else {})})
+    data = TransEDataModule(fb_small, config.batch_size, config.negatives, sampler=config.sampler)
+    module = TransELightning(fb_small.num_entities, fb_small.num_relations, config)
+    untrained = _trainer(1).validate(module, datamodule=data, verbose=False)[0]["valid/mrr"]
+    record = _Record()
+    _trainer(8, callbacks=[record]).fit(module, datamodule=data)
+    assert record.loss[-1] < 0.8 * record.loss[0]
+    assert record.mrr[-1] > max(2 * untrained, 0.15), (untrained, record.mrr)
+    if bordes:  # every entity renormalised, including those the last step did not touch
+        norms = module.model.entity.weight.norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones_like(norms))
+
+
+@pytest.mark.parametrize("optimizer", ["sparse_adam", "adam"])
+def test_resume_continues_identically(fb_small, tmp_path, optimizer):
+    config = TransEConfig(**{**SMALL, "optimizer": optimizer, "normalize_entities": True})
+
+    def fresh():
+        data = TransEDataModule(fb_small, config.batch_size, config.negatives, seed=5)
+        return TransELightning(fb_small.num_entities, fb_small.num_relations, config), data
+
+    straight, data = fresh()
+    _trainer(2).fit(straight, datamodule=data)
+    first, data = fresh()
+    trainer = _trainer(1)
+    trainer.fit(first, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "one.ckpt")
+    resumed, data = fresh()
+    _trainer(2).fit(resumed, datamodule=data, ckpt_path=tmp_path / "one.ckpt")
+    assert not torch.equal(first.model.entity.weight, straight.model.entity.weight)
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+# ---- files: the store's embeddings/, OpenKE, the CLI ------------------------------------------
+def test_openke_export_round_trips(fb_small, tmp_path):
+    store = open_store(shutil.copytree(fb_small.path, tmp_path / "store"))
+    with pytest.raises(KeyError, match="kept kg embed"):
+        store.entity_vectors()
+    rng = np.random.default_rng(0)
+    entity = rng.normal(size=(store.num_entities, 6)).astype(np.float32)
+    relation = rng.normal(size=(store.num_relations, 6)).astype(np.float32)
+    write_embeddings(store, entity, relation, {}, {})
+    assert np.array_equal(store.entity_vectors(), entity) and np.array_equal(store.relation_vectors(), relation)
+    entities, relations, e, r = load_openke(export_openke(store, tmp_path / "kg_embed"))
+    assert entities == [store.entity_key(i) for i in range(store.num_entities)]
+    assert relations == [store.relation_key(i) for i in range(store.num_relations)]
+    assert np.array_equal(e, entity) and np.array_equal(r, relation)  # exact float32 round trip
+    lines = (tmp_path / "kg_embed" / "entity2id.txt").read_text().splitlines()
+    assert lines[0] == str(store.num_entities) and lines[1] == f"{store.entity_key(0)}\t0"
+
+
+def test_cli_embed_end_to_end(medical_store, tmp_path, capsys):
+    """A store without splits (seeded 90/5/5): train, write files, export, re-evaluate, resume."""
+    store_path = shutil.copytree(medical_store.path, tmp_path / "medical")
+    args = ["kg", "embed", str(store_path), "--dim", "8", "--epochs", "2", "--eval-every", "1",
+            "--negatives", "8", "--batch-size", "2048", "--no-progress", "--json",
+            "--export-openke", str(tmp_path / "openke")]
+    assert main(args) == 0
+    out = store_path / "embeddings" / "transe"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "entity.npy", "metrics.json", "relation.npy"]
+    store = open_store(store_path)
+    assert store.entity_vectors().shape == (store.num_entities, 8) and store.entity_vectors().dtype == np.float32
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["split"] == "seeded 90/5/5" and config["dim"] == 8 and metrics["epochs"] == 2
+    assert set(metrics["test"]) == {"head", "tail", "overall"}
+    assert metrics["test"]["overall"]["count"] == 2 * config["test_triples"]
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["test"] == metrics["test"]
+    _, _, e, _ = load_openke(tmp_path / "openke")
+    assert np.array_equal(e, store.entity_vectors())
+
+    assert main(["kg", "embed", str(store_path), "--evaluate-only", "--json"]) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert again == {"valid": metrics["valid"], "test": metrics["test"]}
+    assert "matches" in captured.err
+
+    assert main(["kg", "embed", str(store_path), "--resume", "--epochs", "3", "--no-progress", "--json"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+    assert json.loads((out / "config.json").read_text())["dim"] == 8  # the interrupted run's settings
+
+
+def test_cli_errors(tmp_path, medical_store, capsys):
+    store_path = shutil.copytree(medical_store.path, tmp_path / "medical")
+    assert main(["kg", "embed", str(store_path), "--evaluate-only"]) == 2
+    assert "kept kg embed" in capsys.readouterr().err
+    assert main(["kg", "embed", str(store_path), "--resume"]) == 2
