@@ -1,0 +1,144 @@
+"""kept TransE vs PyKEEN 1.11 TransE at identical settings, in the same run.
+
+    python bench/transe.py [--store STORE] [--epochs 5] [--threads 2] [--skip-pykeen]
+
+Settings (both sides): dim 100, batch 1024, one negative per positive (head or tail
+replaced 50/50, no sharing), L1 distance, margin ranking loss with margin 1, entities
+renormalised to unit norm, Adam lr 0.001, the same number of epochs, no validation.
+kept runs twice: with its default lazy ``sparse_adam`` and with dense ``adam`` (PyKEEN's
+optimizer). Measured: seconds per training epoch (the three sides interleaved, 1 +
+``--repeats`` runs each, the fastest kept), and the filtered evaluation of the
+full test split (both directions, filtered with train + valid + test) — kept's
+:func:`kept.kg.evaluate.evaluate_link_prediction` vs PyKEEN's ``RankBasedEvaluator``
+(its automatic batch size). kept's evaluation runs 3 times: the table gives the best and,
+in brackets, the first call, which includes compiling the L1 kernel with torch.compile
+(15-30 s the first time on a machine, cached on disk after). PyKEEN runs once.
+
+PyKEEN lives only in ``bench/.venv-pykeen`` (create it as in docs/benchmarks.md); it
+runs ``bench/pykeen_transe.py`` as a subprocess on the same triples (exported from the
+store to an .npz). Without ``--store`` the FB15k-237 store is built from
+``../shared/data/kge/FB15k-237`` into a temporary directory. Writes
+``bench/results/transe.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kept.kg import open_store
+from kept.kg.build import BuildOptions, build_store
+from kept.kg.evaluate import KnownTriples, evaluate_link_prediction
+from kept.kg.transe import TransEConfig
+from kept.kg.transe_train import train_transe
+
+ROOT = Path(__file__).resolve().parents[1]
+PYKEEN_PYTHON = ROOT / "bench" / ".venv-pykeen" / "bin" / "python"
+FB15K237 = ROOT.parent / "shared" / "data" / "kge" / "FB15k-237"
+
+
+def run_kept(store, settings: dict, optimizer: str, work: Path, evaluate: bool = True) -> dict:
+    config = TransEConfig(dim=settings["dim"], norm=settings["norm"], margin=settings["margin"],
+                          adversarial_temperature=0.0, negatives=settings["negatives"], chunk_size=1,
+                          sampler="uniform", normalize_entities=True, optimizer=optimizer, lr=settings["lr"],
+                          batch_size=settings["batch_size"], epochs=settings["epochs"],
+                          eval_every=settings["epochs"] + 1, seed=settings["seed"])
+    result = train_transe(store, config, work / optimizer, accelerator="cpu", devices=1, progress=False,
+                          evaluate=False)
+    timing = {"seconds_per_epoch": float(np.mean(result.epoch_seconds)), "epoch_seconds": result.epoch_seconds}
+    if not evaluate:
+        return timing
+    known = KnownTriples(np.asarray(store.triples), store.num_relations)
+    seconds = []
+    for _ in range(3):  # the first call in a process includes compiling the L1 kernel (cached on disk after)
+        start = time.perf_counter()
+        test = evaluate_link_prediction(result.entity, result.relation, np.asarray(store.split("test")), known,
+                                        settings["norm"])
+        seconds.append(time.perf_counter() - start)
+    return {**timing, "eval_seconds": min(seconds), "eval_seconds_all": seconds, "test": test}
+
+
+def run_pykeen(store, settings: dict, work: Path, evaluate: bool = True) -> dict:
+    if not PYKEEN_PYTHON.exists():
+        raise SystemExit(f"{PYKEEN_PYTHON} missing: create bench/.venv-pykeen as in docs/benchmarks.md "
+                         "or pass --skip-pykeen")
+    npz = work / "triples.npz"
+    np.savez(npz, **{k: np.asarray(store.split(k), dtype=np.int64) for k in ("train", "valid", "test")},
+             num_entities=store.num_entities, num_relations=store.num_relations)
+    proc = subprocess.run([str(PYKEEN_PYTHON), str(ROOT / "bench" / "pykeen_transe.py"), str(npz),
+                           json.dumps({**settings, "evaluate": evaluate})], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"PyKEEN run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(results: dict) -> str:
+    rows = ["| run | s / epoch | test eval s (first call) | test MRR | test H@10 | epoch speed-up | "
+            "eval speed-up (first call) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    ref = results.get("pykeen")
+    for name, r in results.items():
+        first = r.get("eval_seconds_all", [r["eval_seconds"]])[0]
+        up_epoch = f"{ref['seconds_per_epoch'] / r['seconds_per_epoch']:.1f}×" if ref else "–"
+        up_eval = f"{ref['eval_seconds'] / r['eval_seconds']:.0f}× ({ref['eval_seconds'] / first:.0f}×)" if ref else "–"
+        m = r["test"]["overall"]
+        rows.append(f"| {name} | {r['seconds_per_epoch']:.2f} | {r['eval_seconds']:.1f} ({first:.1f}) | "
+                    f"{m['mrr']:.4f} | {m['hits@10']:.4f} | {up_epoch} | {up_eval} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, help="a store with train/valid/test (default: build FB15k-237)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides (default: 2)")
+    parser.add_argument("--skip-pykeen", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="training-only runs of each side before the run with evaluation (default: 2)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "transe.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    settings = {"dim": 100, "batch_size": 1024, "negatives": 1, "norm": 1, "margin": 1.0, "lr": 1e-3,
+                "epochs": args.epochs, "seed": 0, "threads": args.threads}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.store is None:
+            args.store = work / "fb15k237"
+            build_store([(FB15K237, "openke")], args.store, BuildOptions(progress=False))
+        store = open_store(args.store)
+        runs = {f"kept ({o})": lambda ev, o=o: run_kept(store, settings, o, work, ev) for o in ("sparse_adam", "adam")}
+        if not args.skip_pykeen:
+            runs["pykeen"] = lambda ev: run_pykeen(store, settings, work, ev)
+        # training: the sides interleaved, --repeats times, the fastest run of each kept;
+        # then one more run of each with the test evaluation
+        epoch_seconds = {name: [] for name in runs}
+        for repeat in range(args.repeats):
+            for name, run in runs.items():
+                print(f"{name}: training, repeat {repeat + 1}", file=sys.stderr, flush=True)
+                epoch_seconds[name].append(run(False)["seconds_per_epoch"])
+        results = {}
+        for name, run in runs.items():
+            print(f"{name}: training + evaluation", file=sys.stderr, flush=True)
+            results[name] = run(True)
+            epoch_seconds[name].append(results[name]["seconds_per_epoch"])
+            results[name]["seconds_per_epoch_all"] = epoch_seconds[name]
+            results[name]["seconds_per_epoch"] = min(epoch_seconds[name])
+    report = {"settings": settings, "store": str(args.store), "entities": store.num_entities,
+              "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
+              "test_triples": len(store.split("test")), "results": results, "table": table(results)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(report["table"])
+
+
+if __name__ == "__main__":
+    main()
