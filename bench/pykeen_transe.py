@@ -46,6 +46,10 @@ def main(npz_path: str, settings_json: str) -> dict:
 
     result = {"train_seconds": train_seconds, "seconds_per_epoch": train_seconds / s["epochs"],
               "losses": [float(x) for x in losses], "torch_threads": torch.get_num_threads()}
+    if s.get("save_vectors"):  # for evaluating other seeds with kept's (identical, faster) evaluation
+        entity, relation = (rep().detach().numpy() for rep in (model.entity_representations[0],
+                                                                 model.relation_representations[0]))
+        np.savez(s["save_vectors"], entity=entity, relation=relation)
     if not s.get("evaluate", True):
         return result
     evaluator = RankBasedEvaluator(filtered=True)

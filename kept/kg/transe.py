@@ -15,7 +15,7 @@ Everything TransE-specific is here and in pure functions:
   the head is (``‖e_h' + w_r − e_t‖ = ‖e_h' − (e_t − w_r)‖``). Negatives are shared by
   chunks of ``chunk_size`` triples of a batch (as in PyTorch-BigGraph), so scoring a chunk
   against its negatives is one batched matrix product.
-* :class:`LazyAdam`: Adam on the rows of the batch only (sparse gradients).
+* :class:`LazyAdam` (from :mod:`kept.kg.transe_optim`): Adam on the rows of the batch only.
 * :class:`TransELightning`: wires loss, logging, the optimizer, entity renormalisation
   and validation (filtered MRR, see :mod:`kept.kg.evaluate`).
 
@@ -175,7 +175,7 @@ class TransELightning(pl.LightningModule):
 
     Batches come from :class:`kept.kg.transe_data.TransEDataModule`: training batches are
     dicts ``{"triples" [B, 3], "corrupt_head" [B], "negatives" [c, k]}``; validation and
-    test batches are :class:`kept.kg.evaluate.EvalBatch`. Validation logs ``valid/mrr``,
+    test batches are items of :class:`kept.kg.evaluate.EvalBatches`. Validation logs ``valid/mrr``,
     ``valid/hits@10``... (filtered, both directions), the metric early stopping watches.
     """
 
@@ -214,7 +214,7 @@ class TransELightning(pl.LightningModule):
             return LazyAdam(groups, lr=self.config.lr, compile_from=COMPILE_FROM)
         return torch.optim.Adam(self.parameters(), lr=self.config.lr, fused=True)
 
-    # ---- evaluation: filtered ranks, reduced as sums (works across DDP ranks) ------------------
+    # ---- evaluation: filtered ranks, accumulated as sums (reducible across processes) ----------
     def _eval_step(self, batch) -> None:
         entity = self.model.entity.weight  # [N, d]
         compiled = self.config.norm == 1 and entity.device.type == "cpu" and self._large
