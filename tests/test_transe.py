@@ -212,7 +212,7 @@ def test_loss_decreases_and_mrr_rises(fb_small, bordes):
     record = _Record()
     _trainer(8, callbacks=[record]).fit(module, datamodule=data)
     assert record.loss[-1] < 0.8 * record.loss[0]
-    assert record.mrr[-1] > max(2 * untrained, 0.15), (untrained, record.mrr)
+    assert record.mrr[-1] > max(3 * untrained, 0.1), (untrained, record.mrr)
     if bordes:  # every entity renormalised, including those the last step did not touch
         norms = module.model.entity.weight.norm(dim=1)
         torch.testing.assert_close(norms, torch.ones_like(norms))
