@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from transformers import BertConfig, BertForMaskedLM, get_linear_schedule_with_warmup
+from transformers import BertConfig, BertForMaskedLM
+
+from kept.train.base import PretrainModule
 
 
 def build_bert_mlm(pretrained: str | None, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int,
@@ -49,7 +50,7 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / predicted.sum().clamp(min=1)
 
 
-class MaskedLMModule(pl.LightningModule):
+class MaskedLMModule(PretrainModule):
     """BERT masked-LM pretraining.
 
     Args:
@@ -73,24 +74,11 @@ class MaskedLMModule(pl.LightningModule):
         self.model = build_bert_mlm(pretrained, vocab_size, hidden_size, num_layers, num_heads,
                                     intermediate_size, max_position_embeddings, dropout)
 
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        # Dropout draws from the global RNG; seeding it from (seed, step, rank) makes
-        # every step a pure function of the step, so a resumed run is bit-identical.
-        torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over predicted positions (labels != -100); 0 when a batch has none."""
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": mean cross-entropy over predicted positions}`` (labels != -100; 0 when none)."""
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch.get("token_type_ids")).logits            # [B, L, V]
-        return masked_lm_loss(logits, batch["labels"])
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.log("val/loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+        return {"loss": masked_lm_loss(logits, batch["labels"])}
 
     def export_hf(self, out: str | Path, tokenizer) -> Path:
         """Write the model and tokenizer with ``save_pretrained``: loadable by
@@ -99,13 +87,3 @@ class MaskedLMModule(pl.LightningModule):
         self.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         return out
-
-    def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = get_linear_schedule_with_warmup(optimizer, min(self.hparams.warmup_steps, total), total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
