@@ -4,15 +4,17 @@
 
 1. Generates random triples (every entity used, 50 relations) in OpenKE format and builds
    a store from them in a subprocess (so the build's memory is not counted).
-2. In this process: opens the store, trains one epoch with the default recipe
+2. In this process: first trains one epoch on a tiny generated KG (10k entities), so that
+   the fixed costs (Lightning, compiled kernels, allocator pools) are in the baseline;
+   then opens the store, trains one epoch with the default recipe
    (``TransEConfig()`` with ``--dim``; lazy ``sparse_adam``; no validation) through the
    same ``train_transe`` as ``kept kg embed``, and records the peak RSS.
 3. Compares the peak with the stated budget: the process baseline (Python, torch,
-   Lightning) + 12 bytes × dim per entity (parameters + Adam's two moments; the sparse
+   Lightning, compiled kernels: the peak RSS after the warm-up run) + 12 bytes × dim per entity (parameters + Adam's two moments; the sparse
    gradient holds only the rows of one batch) + 32 bytes per training triple (int64
    triples and the epoch's permutation) + 24 bytes per known triple (the filter index for
    validation) + 24 bytes per triple of the store's memory-mapped arrays (all triples and
-   the splits, int32). RSS is also sampled every 0.2 s, to show where the peak is.
+   the splits, int32), plus 5 % for allocator slack. RSS is also sampled every 0.2 s, to show where the peak is.
 
 Writes ``bench/results/transe_scale.json`` and prints a Markdown table.
 """
@@ -116,9 +118,14 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--build", "--work", str(work), "--entities", str(args.entities),
                         "--triples", str(args.triples)], check=True)
         build_seconds = time.perf_counter() - start
+        defaults = TransEConfig()
+        subprocess.run([sys.executable, __file__, "--build", "--work", str(work / "tiny"), "--entities", "10000",
+                        "--triples", "50000"], check=True)
+        warm = TransEConfig(dim=args.dim, epochs=1, eval_every=2, batch_size=args.batch_size or defaults.batch_size)
+        train_transe(open_store(work / "tiny" / "store"), warm, work / "tiny" / "run", accelerator="cpu", devices=1,
+                     progress=False, evaluate=False)
         store = open_store(work / "store")
         baseline_mb = peak_rss_mb()
-        defaults = TransEConfig()
         config = TransEConfig(dim=args.dim, epochs=1, eval_every=2, batch_size=args.batch_size or defaults.batch_size)
         sampler = RssSampler()
         sampler.start()
@@ -137,14 +144,16 @@ def main() -> None:
         "epoch_seconds": round(result.epoch_seconds[0], 1), "fit_seconds": round(seconds, 1),
         "bytes_per_entity": 12 * args.dim, "baseline_rss_mb": round(baseline_mb), "model_state_mb": round(model_mb),
         "triples_mb": round(triples_mb), "stated_mb": round(baseline_mb + model_mb + triples_mb),
+        "stated_with_slack_mb": round(1.05 * (baseline_mb + model_mb + triples_mb)),
         "peak_rss_mb": round(peak_mb), "threads": args.threads, "rss_samples_mb": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("| entities | train triples | dim | epoch s | bytes/entity | stated MB | peak RSS MB |")
+    print("| entities | train triples | dim | epoch s | bytes/entity | stated MB (+5 %) | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {report['entities']:,} | {n_train:,} | {args.dim} | {report['epoch_seconds']} | "
-          f"{report['bytes_per_entity']} | {report['stated_mb']:,} | {report['peak_rss_mb']:,} |")
+          f"{report['bytes_per_entity']} | {report['stated_mb']:,} ({report['stated_with_slack_mb']:,}) | "
+          f"{report['peak_rss_mb']:,} |")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,25 @@
 Format handling
     A dump is one JSON array written one entity per line: the first line is
     ``[``, each following line is one entity object followed by ``,`` (the last
-    one without), and the last line is ``]``. Each line is decoded on its own
-    by msgspec into typed structs (:class:`_Entity`) straight from the raw
-    bytes, after stripping the line ending and the trailing comma: the parts
-    kept needs are decoded, the rest (references, qualifiers, labels in other
-    languages) is validated as JSON and skipped in C, about 3x faster than
-    building the whole object with a general JSON parser. The statements of a
-    property are decoded only when they hold an item value (their raw bytes
-    contain ``"wikibase-entityid"``); the others are checked as JSON only. ``[``, ``]`` and blank lines are
+    one without), and the last line is ``]``. Each line, stripped of its line
+    ending and trailing comma, is parsed by simdjson (``pysimdjson``), which
+    validates the whole line (JSON syntax and UTF-8) in C and hands back lazy
+    proxies: only the parts kept reads (labels, aliases and descriptions in the
+    chosen languages, item-valued statements, sitelinks) become Python objects;
+    references, qualifiers, other languages and literal-valued statements are
+    never converted. A property's statements are walked only when its first main
+    snak declares the ``wikibase-item`` datatype (or declares none, as in old
+    dumps). One parser is reused for all lines, so no proxy may outlive the line
+    it comes from: :func:`_line_records` copies what it needs into records.
+    A line simdjson refuses is handed to Python's ``json`` module, which names
+    the problem or, for valid JSON beyond simdjson's limits (integers over 64
+    bits), decodes it for the same walk. ``[``, ``]`` and blank lines are
     skipped, and a missing closing ``]`` is accepted, so heads of dumps
     (``zcat dump.json.gz | head -n 1000``) read fine. A line that is not valid
     JSON (invalid UTF-8 included), or not an object with ``"id"`` and
-    ``"type"``, or an entity whose labels or claims are not shaped as Wikidata
-    writes them, is reported to the bad-line budget (``--max-bad-lines``) and
-    skipped.
+    ``"type"``, or an entity whose parts that kept reads are not shaped as
+    Wikidata writes them (every field of every statement walked is checked), is
+    reported to the bad-line budget (``--max-bad-lines``) and skipped.
 
 What is read
     * items (``"type": "item"``, Q ids) -> :class:`Entity`, then one
@@ -30,8 +35,8 @@ What is read
     that is an item become triples; property-, lexeme-, form- and sense-valued
     statements and literal values are skipped. A property whose main snaks
     declare a datatype other than ``wikibase-item`` is skipped without looking
-    at its statements. The same (property, target) pair stated twice on one
-    item (e.g. with different qualifiers) gives one triple.
+    at its other statements. The same (property, target) pair stated twice on
+    one item (e.g. with different qualifiers) gives one triple.
 
 Labels
     ``options.languages`` lists the wanted languages, most preferred first. The
@@ -49,7 +54,7 @@ Ranks (``options.ranks``)
     * ``"all"``: every statement, deprecated included.
 
 Memory
-    The reader holds one line (and its parsed entity) at a time: its memory is
+    The reader holds one line (and its parsed form) at a time: its memory is
     bounded by the largest entity in the dump (a few MB), not by the dump size.
 """
 
@@ -59,7 +64,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import msgspec
+import simdjson
 
 from kept.kg.sources import ReadContext
 from kept.kg.sources.records import NO_SPLIT, Attribute, Entity, Record, Relation, Triple
@@ -73,75 +78,38 @@ _STRIP = b" \t\r\n,"
 _SKIP = frozenset({b"", b"[", b"]", b"\xef\xbb\xbf["})
 _NON_DEPRECATED, _PREFERRED, _NORMAL = ("preferred", "normal"), ("preferred",), ("normal",)
 _new = tuple.__new__  # builds a record without NamedTuple's slower Python-level __new__
+# A parsed value is a simdjson proxy, or a dict / list where Python's json decoded the line.
+_OBJECT = (simdjson.Object, dict)
+_ARRAY = (simdjson.Array, list)
+_MISSING = object()  # ``get`` default: a key that is absent (a JSON null reads as None)
+_NO_MAP: dict = {}  # an absent or empty (``[]``) per-language map
+_NOT_ENTITY = 'not a Wikidata entity: expected a JSON object with "id" and "type"'
 
 
-class _Text(msgspec.Struct):
-    value: str
+class _BadLine(ValueError):
+    """A line that is not a Wikidata entity; the message says why (reported with file:line)."""
 
 
-class _SiteLink(msgspec.Struct):
-    title: str
+class _Malformed(ValueError):
+    """A part of an entity that is not shaped as Wikidata writes it."""
+
+    def __init__(self, where: str, expected: str, value: object):
+        super().__init__(f"{where}: expected {expected}, got {_json_type(value)}")
 
 
-class _EntityIdValue(msgspec.Struct):
-    id: str | None = None
-    numeric_id: int | None = msgspec.field(default=None, name="numeric-id")
-    entity_type: str | None = msgspec.field(default=None, name="entity-type")
-
-
-class _DataValue(msgspec.Struct):
-    type: str
-    # Item values are objects; other objects (time, quantity, ...) decode to a
-    # struct of Nones since unknown fields are skipped; strings stay strings.
-    value: _EntityIdValue | str | int | float | list[msgspec.Raw] | None = None
-
-
-class _Snak(msgspec.Struct):
-    snaktype: str
-    datatype: str | None = None
-    datavalue: _DataValue | None = None
-
-
-class _Statement(msgspec.Struct):
-    mainsnak: _Snak
-    rank: str = "normal"
-
-
-_RawMap = dict[str, msgspec.Raw] | list[msgspec.Raw]  # dumps write an empty map as []
-
-
-class _Entity(msgspec.Struct):
-    """The parts of a Wikidata entity kept reads; per-language maps stay raw until needed."""
-
-    id: str
-    type: str
-    labels: _RawMap = {}
-    aliases: _RawMap = {}
-    descriptions: _RawMap = {}
-    # Claims stay raw per property: only those that can hold item values are decoded
-    # (most statements are strings, dates and quantities, which kept skips).
-    claims: _RawMap = {}
-    sitelinks: _RawMap = {}
-
-
-_decode_entity = msgspec.json.Decoder(_Entity).decode
-_decode_text = msgspec.json.Decoder(_Text).decode
-_decode_texts = msgspec.json.Decoder(list[_Text]).decode
-_decode_sitelink = msgspec.json.Decoder(_SiteLink).decode
-_decode_statements = msgspec.json.Decoder(list[_Statement]).decode
-_ITEM_MARK = b'"wikibase-entityid"'  # present in the raw claims of every item-valued property
-_ERRORS = (msgspec.DecodeError, TypeError, KeyError)
-
-
-def _problem(line: bytes, exc: Exception) -> str:
-    """A readable reason why ``line`` is not a Wikidata entity (error path only)."""
-    try:
-        obj = json.loads(line)
-    except ValueError as json_exc:
-        return f"invalid JSON: {json_exc}"
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or "type" not in obj:
-        return 'not a Wikidata entity: expected a JSON object with "id" and "type"'
-    return f"malformed {obj['type']} {obj['id']}: {exc}"
+def _json_type(value: object) -> str:
+    """The JSON kind of a parsed value, for error messages."""
+    if value is _MISSING:
+        return "nothing (no such key)"
+    if value is None:
+        return "null"
+    if isinstance(value, _OBJECT):
+        return "an object"
+    if isinstance(value, _ARRAY):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a boolean" if isinstance(value, bool) else "a number"
 
 
 def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[list[Record]]:
@@ -169,134 +137,256 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[list[Record]]:
     props = opts.properties
     ranks = opts.ranks
     report = ctx.bad.report
+    parser = simdjson.Parser()  # reused: its buffers grow to the largest line once
     with ctx.open(path) as f:
         for line in f.lines():
             s = line.strip(_STRIP)
             if len(s) < 5 and s in _SKIP:  # (hashing a whole entity line would cost ~10%)
                 continue
             try:
-                if not s.isascii():  # dumps escape non-ASCII; check UTF-8 of the skipped parts too
-                    s.decode("utf-8")
-                entity = _decode_entity(s)
-                if entity.type != "item" and entity.type != "property":
-                    continue
-                records = _records(entity, langs, sites, props, ranks)
-            except UnicodeDecodeError as exc:
-                report(path, f.lineno, f"invalid UTF-8 at byte {exc.start} of the line")
+                records = _line_records(parser, s, langs, sites, props, ranks)
+            except _BadLine as exc:
+                report(path, f.lineno, str(exc))
                 continue
-            except _ERRORS as exc:
-                report(path, f.lineno, _problem(s, exc))
-                continue
-            yield records  # one list per entity: the builder takes lists (cheaper than a step per record)
+            if records is not None:
+                yield records  # one list per entity: the builder takes lists (cheaper than a step per record)
 
 
-def _records(
-    entity: _Entity,
+def _line_records(
+    parser: simdjson.Parser,
+    line: bytes,
     langs: tuple[str, ...],
     sites: tuple[str, ...],
     props: frozenset[str] | None,
     ranks: str,
-) -> list[Record]:
-    """The records of one decoded entity (an item or a property)."""
-    key = entity.id
-    label, lang, aliases = _label(_as_map(entity.labels), _as_map(entity.aliases), langs)
-    description = _first(_as_map(entity.descriptions), langs)
-    if entity.type == "property":
-        return [Relation(key, label, aliases, description)]
-    out: list[Record] = [Entity(key, label, aliases, description, lang)]
-    if entity.claims:
-        _triples(key, _as_map(entity.claims), props, ranks, out)
-    sitelinks = _as_map(entity.sitelinks)
-    for site in sites:
-        link = sitelinks.get(site)
-        if link:
-            out.append(Attribute(key, "sitelink:" + site, _decode_sitelink(link).title))
+) -> list[Record] | None:
+    """The records of one entity line (None for an entity type kept skips).
+
+    The proxies into ``parser``'s document live only in this call (and the ones it
+    makes), so the parser is free again when it returns.
+    :raises _BadLine: for a line that is not a well-formed Wikidata entity.
+    """
+    try:
+        doc = parser.parse(line)
+    except (ValueError, RuntimeError):  # not JSON, or JSON beyond simdjson (an integer over 64 bits)
+        doc = _loads(line)
+    key = doc.get("id") if isinstance(doc, _OBJECT) else None
+    kind = doc.get("type", _MISSING) if type(key) is str else _MISSING
+    if kind is _MISSING:
+        raise _BadLine(_NOT_ENTITY)
+    if kind != "item" and kind != "property":
+        if type(kind) is not str:
+            raise _BadLine(f"malformed entity {key}: {_Malformed('type', 'a string', kind)}")
+        return None
+    try:
+        label, lang, aliases = _label(_map(doc, "labels"), _map(doc, "aliases"), langs)
+        description = _first(_map(doc, "descriptions"), langs)
+        if kind == "property":
+            return [Relation(key, label, aliases, description)]
+        out: list[Record] = [Entity(key, label, aliases, description, lang)]
+        _triples(key, _map(doc, "claims"), props, ranks, out)
+        _sitelinks(key, _map(doc, "sitelinks"), sites, out)
+    except _Malformed as exc:
+        raise _BadLine(f"malformed {kind} {key}: {exc}") from None
     return out
 
 
-def _as_map(value: dict | list) -> dict:
-    """A per-language map; Wikidata writes an empty one as ``[]``."""
-    if type(value) is list:
-        if value:
-            raise TypeError("expected a JSON object, got a non-empty array")
-        return {}
-    return value
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
-def _label(
-    labels: dict[str, msgspec.Raw], aliases: dict[str, msgspec.Raw], langs: Sequence[str]
-) -> tuple[str | None, str | None, tuple[tuple[str, str | None], ...]]:
+def _loads(line: bytes) -> object:
+    """Python's json on a line simdjson refused: why it is not JSON (raised as
+    :class:`_BadLine`), or its value where it is JSON beyond simdjson's limits."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _BadLine(f"invalid UTF-8 at byte {exc.start} of the line") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise _BadLine(f"invalid JSON: {exc}") from None
+
+
+def _map(doc, name: str):
+    """The per-language (or per-property, per-site) map ``doc[name]``; Wikidata writes
+    an empty one as ``[]``, and an entity may leave it out."""
+    value = doc.get(name, _NO_MAP)
+    if isinstance(value, _OBJECT):
+        return value
+    if isinstance(value, _ARRAY) and not value:
+        return _NO_MAP
+    raise _Malformed(name, "an object", value)
+
+
+def _text(value, where: str) -> str:
+    """The ``"value"`` string of one ``{"language": ..., "value": ...}`` object."""
+    if not isinstance(value, _OBJECT):
+        raise _Malformed(where, "an object", value)
+    text = value.get("value", _MISSING)
+    if type(text) is not str:
+        raise _Malformed(where + ".value", "a string", text)
+    return text
+
+
+def _label(labels, aliases, langs: Sequence[str]) -> tuple[str | None, str | None, tuple[tuple[str, str | None], ...]]:
     """``(label, its language, aliases)`` from the ``labels`` and ``aliases`` maps."""
     label = lang = None
     for lg in langs:
-        raw = labels.get(lg)
-        if raw:
-            label, lang = _decode_text(raw).value, lg
+        value = labels.get(lg, _MISSING)
+        if value is not _MISSING:
+            label, lang = _text(value, "labels." + lg), lg
             break
     out: list[tuple[str, str | None]] = []
     seen = {label}
     for lg in langs:
         if lg != lang:
-            raw = labels.get(lg)
-            if raw:
-                text = _decode_text(raw).value
+            value = labels.get(lg, _MISSING)
+            if value is not _MISSING:
+                text = _text(value, "labels." + lg)
                 if text not in seen:
                     seen.add(text)
                     out.append((text, lg))
-        raw = aliases.get(lg)
-        for value in _decode_texts(raw) if raw else ():
-            if value.value not in seen:
-                seen.add(value.value)
-                out.append((value.value, lg))
+        values = aliases.get(lg, _MISSING)
+        if values is _MISSING:
+            continue
+        if not isinstance(values, _ARRAY):
+            raise _Malformed("aliases." + lg, "an array", values)
+        for i, value in enumerate(values):
+            text = _text(value, f"aliases.{lg}[{i}]")
+            if text not in seen:
+                seen.add(text)
+                out.append((text, lg))
     return label, lang, tuple(out)
 
 
-def _first(values: dict[str, msgspec.Raw], langs: Sequence[str]) -> str | None:
+def _first(values, langs: Sequence[str]) -> str | None:
     """The text in the most preferred language that has one (descriptions)."""
     for lg in langs:
-        raw = values.get(lg)
-        if raw:
-            return _decode_text(raw).value
+        value = values.get(lg, _MISSING)
+        if value is not _MISSING:
+            return _text(value, "descriptions." + lg)
     return None
 
 
-def _triples(
-    key: str, claims: dict[str, msgspec.Raw], props: frozenset[str] | None, ranks: str, out: list[Record]
-) -> None:
-    """Append to ``out`` the item-to-item triples of one item's ``claims`` map."""
+def _sitelinks(key: str, sitelinks, sites: Sequence[str], out: list[Record]) -> None:
+    """Append to ``out`` the ``sitelink:<site>`` title of each chosen site the item has."""
+    for site in sites:
+        link = sitelinks.get(site, _MISSING)
+        if link is _MISSING:
+            continue
+        if not isinstance(link, _OBJECT):
+            raise _Malformed("sitelinks." + site, "an object", link)
+        title = link.get("title", _MISSING)
+        if type(title) is not str:
+            raise _Malformed(f"sitelinks.{site}.title", "a string", title)
+        out.append(Attribute(key, "sitelink:" + site, title))
+
+
+def _triples(key: str, claims, props: frozenset[str] | None, ranks: str, out: list[Record]) -> None:
+    """Append to ``out`` the item-to-item triples of one item's ``claims`` map.
+
+    A property whose first main snak declares a datatype other than ``wikibase-item``
+    is skipped after checking that snak. In the other properties every statement is
+    checked up to what decides whether it is an item value: the statement and its
+    main snak are objects, ``rank`` and ``snaktype`` strings, a value snak has a
+    ``datavalue`` object with a string ``type``, and an entity-id value is an object
+    with a string ``id`` (or, in old dumps, ``numeric-id`` and ``entity-type``).
+    """
     append = out.append
-    keep: tuple[str, ...] | None = None if ranks == "all" else _NON_DEPRECATED
-    for pid, raw in claims.items():
+    Object = _OBJECT  # (local names: this loop runs once per statement of the dump)
+    for pid in claims:
         if props is not None and pid not in props:
             continue
-        data = bytes(raw)  # (msgspec.Raw has no substring search; the copy is a memcpy)
-        if _ITEM_MARK not in data:  # no item value among this property's statements
-            continue
-        statements = _decode_statements(data)
+        statements = claims[pid]  # (a lookup by key: simdjson objects are not hash maps)
+        if not isinstance(statements, _ARRAY):
+            raise _Malformed("claims." + pid, "an array", statements)
         if not statements:
             continue
-        datatype = statements[0].mainsnak.datatype
+        first = statements[0]
+        snak = first.get("mainsnak", _MISSING) if isinstance(first, Object) else first
+        if not isinstance(snak, Object):
+            raise _statement_error(pid, 0, first)
+        datatype = snak.get("datatype")
         if datatype is not None and datatype != "wikibase-item":
+            if type(datatype) is not str:
+                raise _Malformed(f"claims.{pid}[0].mainsnak.datatype", "a string", datatype)
             continue
-        if ranks == "truthy":
-            keep = _NORMAL
-            for st in statements:
-                if st.rank == "preferred":
-                    keep = _PREFERRED
-                    break
+        # (rank, target QID) of the statements with an item value; the ranks of all
+        # statements count, as "truthy" keeps the preferred ones if there is any
+        found: list[tuple[str, str]] = []
+        any_preferred = False
+        for i, st in enumerate(statements):
+            snak = st.get("mainsnak", _MISSING) if isinstance(st, Object) else st
+            rank = st.get("rank", "normal") if snak is not st else None
+            if type(rank) is not str or not isinstance(snak, Object):
+                raise _statement_error(pid, i, st)
+            if rank == "preferred":
+                any_preferred = True
+            snaktype = snak.get("snaktype")
+            if snaktype != "value":  # novalue / somevalue: no datavalue to read
+                if type(snaktype) is not str:
+                    raise _statement_error(pid, i, st)
+                continue
+            datavalue = snak.get("datavalue")
+            kind = datavalue.get("type") if isinstance(datavalue, Object) else None
+            if kind != "wikibase-entityid":
+                if type(kind) is not str:
+                    raise _statement_error(pid, i, st)
+                continue
+            value = datavalue.get("value")
+            tail = value.get("id") if isinstance(value, Object) else _MISSING
+            if type(tail) is not str:
+                tail = _numeric_item_id(value, tail, f"claims.{pid}[{i}].mainsnak.datavalue.value")
+            if tail and tail[0] == "Q":
+                found.append((rank, tail))
+        if not found:
+            continue
+        if ranks == "all":
+            keep = None
+        elif ranks == "truthy":
+            keep = _PREFERRED if any_preferred else _NORMAL
+        else:
+            keep = _NON_DEPRECATED
         tails: set[str] = set()
-        for st in statements:
-            if keep is not None and st.rank not in keep:
-                continue
-            snak = st.mainsnak
-            if snak.snaktype != "value" or snak.datavalue is None or snak.datavalue.type != "wikibase-entityid":
-                continue
-            value = snak.datavalue.value
-            if type(value) is not _EntityIdValue:
-                continue
-            tail = value.id
-            if tail is None and value.entity_type == "item" and value.numeric_id is not None:
-                tail = f"Q{value.numeric_id}"
-            if tail and tail[0] == "Q" and tail not in tails:
+        for rank, tail in found:
+            if (keep is None or rank in keep) and tail not in tails:
                 tails.add(tail)
                 append(_new(Triple, (key, pid, tail, NO_SPLIT)))
+
+
+def _statement_error(pid: str, i: int, statement) -> _Malformed:
+    """The first problem of statement ``i`` of property ``pid`` (error path only)."""
+    where = f"claims.{pid}[{i}]"
+    if not isinstance(statement, _OBJECT):
+        return _Malformed(where, "an object", statement)
+    rank = statement.get("rank", "normal")
+    if type(rank) is not str:
+        return _Malformed(where + ".rank", "a string", rank)
+    snak = statement.get("mainsnak", _MISSING)
+    where += ".mainsnak"
+    if not isinstance(snak, _OBJECT):
+        return _Malformed(where, "an object", snak)
+    snaktype = snak.get("snaktype", _MISSING)
+    if type(snaktype) is not str:
+        return _Malformed(where + ".snaktype", "a string", snaktype)
+    datavalue = snak.get("datavalue", _MISSING)
+    if not isinstance(datavalue, _OBJECT):
+        return _Malformed(where + ".datavalue", "an object (the snak has a value)", datavalue)
+    return _Malformed(where + ".datavalue.type", "a string", datavalue.get("type", _MISSING))
+
+
+def _numeric_item_id(value, id_: object, where: str) -> str | None:
+    """The QID of an entity-id value without a string ``id`` (old dumps wrote only
+    ``numeric-id`` and ``entity-type``), or None when it is not an item."""
+    if not isinstance(value, _OBJECT):
+        raise _Malformed(where, "an object", value)
+    if id_ is not _MISSING and id_ is not None:
+        raise _Malformed(where + ".id", "a string", id_)
+    numeric_id = value.get("numeric-id")
+    if numeric_id is not None and type(numeric_id) is not int:
+        raise _Malformed(where + ".numeric-id", "an integer", numeric_id)
+    entity_type = value.get("entity-type")
+    if entity_type is not None and type(entity_type) is not str:
+        raise _Malformed(where + ".entity-type", "a string", entity_type)
+    return f"Q{numeric_id}" if entity_type == "item" and numeric_id is not None else None

@@ -1,0 +1,124 @@
+"""Probe reports: a Markdown table and PNG bar charts of the metrics of one or more models.
+
+``metrics`` below is the ``"models"`` part of ``metrics.json``: model name ->
+``{"model_dir", "method", "modes": {mode: {"relations", "macro", "micro", ["seen", "unseen"]}}}``
+(:func:`kept.probe.probe.probe_relations` makes the per-mode part). Plots use the Agg
+backend through ``matplotlib.figure.Figure`` (no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
+               "multi": "all objects, ranked among the relation's distinct objects"}
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _modes(models: dict) -> list[str]:
+    return list(dict.fromkeys(mode for m in models.values() for mode in m["modes"]))
+
+
+def _relations(models: dict, mode: str) -> list[str]:
+    return list(dict.fromkeys(r for m in models.values() for r in m["modes"].get(mode, {}).get("relations", {})))
+
+
+def markdown_report(models: dict, title: str = "Cloze probe") -> str:
+    """Markdown: per mode, one row per relation and a macro-average row, one column group per model
+    (P@1 / P@10 / MRR in %, and the number of queries); then seen vs unseen macro averages."""
+    names = list(models)
+    lines = [f"# {title}", ""]
+    for name, info in models.items():
+        lines.append(f"- **{name}**: `{info.get('model_dir', '')}` (method: {info.get('method') or 'plain BERT'})")
+    lines.append("")
+    lines.append("P@1, P@10 and MRR in %; n = queries. Rank = candidates scoring >= the gold (ties count "
+                 "against the gold); macro = mean over relations.")
+    for mode in _modes(models):
+        lines += ["", f"## {mode}: {MODE_TITLES.get(mode, mode)}", ""]
+        header = "| relation | " + " | ".join(f"{n} P@1 | {n} P@10 | {n} MRR | {n} n" for n in names) + " |"
+        lines += [header, "|---|" + "---|" * (4 * len(names))]
+        for rel in _relations(models, mode):
+            label = next((m["modes"][mode]["relations"][rel].get("label") for m in models.values()
+                          if rel in m["modes"].get(mode, {}).get("relations", {})), "")
+            cells = []
+            for name in names:
+                r = models[name]["modes"].get(mode, {}).get("relations", {}).get(rel)
+                cells += [_fmt(r["p@1"]), _fmt(r["p@10"]), _fmt(r["mrr"]), str(r["n"])] if r else ["–"] * 4
+            lines.append(f"| {rel} {label} | ".replace("  |", " |") + " | ".join(cells) + " |")
+        cells = []
+        for name in names:
+            macro = models[name]["modes"].get(mode, {}).get("macro")
+            cells += ([f"**{_fmt(macro['p@1'])}**", f"**{_fmt(macro['p@10'])}**", f"**{_fmt(macro['mrr'])}**",
+                       str(macro["n"])] if macro else ["–"] * 4)
+        lines.append("| **macro** | " + " | ".join(cells) + " |")
+        if any("seen" in m["modes"].get(mode, {}) or "unseen" in m["modes"].get(mode, {}) for m in models.values()):
+            lines += ["", f"Seen in the KG store vs not ({mode}, macro over relations):", "",
+                      "| model | split | relations | n | P@1 | P@10 | MRR |", "|---|---|---|---|---|---|---|"]
+            for name in names:
+                for split in ("seen", "unseen"):
+                    macro = models[name]["modes"].get(mode, {}).get(split, {}).get("macro")
+                    if macro:
+                        lines.append(f"| {name} | {split} | {macro['relations']} | {macro['n']} | {_fmt(macro['p@1'])}"
+                                     f" | {_fmt(macro['p@10'])} | {_fmt(macro['mrr'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(models: dict, out_dir: str | Path) -> list[Path]:
+    """PNG bar charts under ``out_dir``: per mode, P@1 and MRR per relation with the models side by
+    side (``<mode>.png``), and seen vs unseen macro averages when split (``<mode>_seen.png``)."""
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(models)
+    width = 0.8 / max(1, len(names))
+    written = []
+    for mode in _modes(models):
+        relations = _relations(models, mode)
+        x = np.arange(len(relations) + 1)                                   # relations + the macro average
+        fig = Figure(figsize=(max(6.0, 0.55 * len(x) * max(1, len(names)) ** 0.5 + 2), 6.5))
+        for row, metric in enumerate(("p@1", "mrr")):
+            ax = fig.add_subplot(2, 1, row + 1)
+            for k, name in enumerate(names):
+                mode_metrics = models[name]["modes"].get(mode, {})
+                values = [(mode_metrics.get("relations", {}).get(r) or {}).get(metric) for r in relations]
+                values.append((mode_metrics.get("macro") or {}).get(metric))
+                heights = [np.nan if v is None else 100 * v for v in values]
+                ax.bar(x + (k - (len(names) - 1) / 2) * width, heights, width, label=name)
+            ax.set_ylabel(f"{metric.upper()} (%)")
+            ax.set_xticks(x)
+            ax.set_xticklabels([*relations, "macro"], rotation=60, fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{mode}: {MODE_TITLES.get(mode, mode)}", fontsize=10)
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{mode}.png"
+        fig.savefig(path, dpi=110)
+        written.append(path)
+        split_models = [n for n in names if "seen" in models[n]["modes"].get(mode, {})
+                        or "unseen" in models[n]["modes"].get(mode, {})]
+        if split_models:
+            fig = Figure(figsize=(6.0, 3.8))
+            ax = fig.add_subplot(1, 1, 1)
+            x = np.arange(len(split_models))
+            for k, split in enumerate(("seen", "unseen")):
+                values = [((models[n]["modes"][mode].get(split) or {}).get("macro") or {}).get("p@1")
+                          for n in split_models]
+                heights = [np.nan if v is None else 100 * v for v in values]
+                ax.bar(x + (k - 0.5) * 0.4, heights, 0.4, label=f"{split} in KG")
+            ax.set_xticks(x)
+            ax.set_xticklabels(split_models, fontsize=8)
+            ax.set_ylabel("macro P@1 (%)")
+            ax.set_title(f"{mode}: facts seen in the KG store vs not", fontsize=10)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = out_dir / f"{mode}_seen.png"
+            fig.savefig(path, dpi=110)
+            written.append(path)
+    return written

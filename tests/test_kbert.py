@@ -1,0 +1,267 @@
+"""K-BERT: the batched sentence-tree builder against the published algorithm, the mask inside a stock
+BERT, pretraining (loss, CLI, exact resume, export) and the probing scorer."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, need_data
+
+from kept.data.examples import LinkedExample
+from kept.fusion.kbert_tree import BranchTable, JiebaSubjectSegmenter, SentenceTreeBuilder, build_trees
+from kept.kg import open_store
+from kept.kg.build import BuildOptions, build_store
+from kept.train.data import load_tokenizer
+
+ZH_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt"
+EN_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
+
+
+# ---- the published algorithm, written plainly (brain/knowgraph.py::add_knowledge_with_vm) --------------------
+def reference_tree(words: list[list[int]], word_branches: list[list[list[int]]], max_length: int, pad_id: int):
+    """One sentence, per word, as published: ``words`` are token-id lists ([CLS] is a one-token word),
+    ``word_branches[i]`` the branches of word i (already cut to max_entities). Returns ids, pos, vm."""
+    pos_idx, abs_idx, abs_idx_src = -1, -1, []
+    pos_idx_tree, abs_idx_tree = [], []
+    for token, entities in zip(words, word_branches):
+        token_pos_idx = [pos_idx + i for i in range(1, len(token) + 1)]
+        token_abs_idx = [abs_idx + i for i in range(1, len(token) + 1)]
+        abs_idx = token_abs_idx[-1]
+        entities_pos_idx, entities_abs_idx = [], []
+        for ent in entities:
+            entities_pos_idx.append([token_pos_idx[-1] + i for i in range(1, len(ent) + 1)])
+            ent_abs_idx = [abs_idx + i for i in range(1, len(ent) + 1)]
+            abs_idx = ent_abs_idx[-1]
+            entities_abs_idx.append(ent_abs_idx)
+        pos_idx_tree.append((token_pos_idx, entities_pos_idx))
+        pos_idx = token_pos_idx[-1]
+        abs_idx_tree.append((token_abs_idx, entities_abs_idx))
+        abs_idx_src += token_abs_idx
+    know_sent, pos = [], []
+    for i, (token, entities) in enumerate(zip(words, word_branches)):
+        know_sent += token
+        pos += pos_idx_tree[i][0]
+        for j, ent in enumerate(entities):
+            know_sent += ent
+            pos += pos_idx_tree[i][1][j]
+    token_num = len(know_sent)
+    visible_matrix = np.zeros((token_num, token_num))
+    for src_ids, ents in abs_idx_tree:
+        for id_ in src_ids:
+            visible_matrix[id_, abs_idx_src + [idx for ent in ents for idx in ent]] = 1
+        for ent in ents:
+            for id_ in ent:
+                visible_matrix[id_, ent + src_ids] = 1
+    if token_num < max_length:
+        pad_num = max_length - token_num
+        know_sent += [pad_id] * pad_num
+        pos += [max_length - 1] * pad_num
+        visible_matrix = np.pad(visible_matrix, ((0, pad_num), (0, pad_num)), "constant")
+    else:
+        know_sent, pos = know_sent[:max_length], pos[:max_length]
+        visible_matrix = visible_matrix[:max_length, :max_length]
+    return np.asarray(know_sent), np.asarray(pos), visible_matrix.astype(bool)
+
+
+def reference_lookup_table(spo_path, predicate: bool) -> dict[str, set[str]]:
+    """brain/knowgraph.py::_create_lookup_table: subject -> set of (predicate + object) or objects."""
+    table: dict[str, set[str]] = {}
+    opener = gzip.open if str(spo_path).endswith(".gz") else open
+    with opener(spo_path, "rt", encoding="utf-8") as f:
+        for line in f:
+            subj, pred, obje = line.strip().split("\t")
+            table.setdefault(subj, set()).add(pred + obje if predicate else obje)
+    return table
+
+
+def seeded_lookup_table(branches: BranchTable) -> dict[str, list[str]]:
+    """subject label -> ALL its candidate branch strings in kept's seeded order (the reference then takes
+    ``[:max_entities]``, as it did of its set)."""
+    store = branches.store
+    labels = [label for _, label in store.db.execute("SELECT id, label FROM entities ORDER BY id")]
+    relations = [label for _, label in store.db.execute("SELECT id, label FROM relations ORDER BY id")]
+    indptr, rows = branches.candidate_order()
+    triples = np.asarray(store.triples)
+    table = {}
+    for entity in np.flatnonzero(np.diff(indptr)):
+        h_r_t = triples[rows[indptr[entity] : indptr[entity + 1]]]
+        table[labels[entity]] = [(relations[r] if branches.with_predicate else "") + labels[t] for _, r, t in h_r_t]
+    return table
+
+
+@pytest.fixture(scope="module")
+def zh_tok():
+    return load_tokenizer(ZH_VOCAB)
+
+
+@pytest.fixture(scope="module")
+def hownet_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hownet") / "store"
+    build_store([(need_data("kg", "HowNet.spo.gz"), None)], out, BuildOptions(progress=False))
+    return open_store(out)
+
+
+@pytest.fixture(scope="module")
+def segmenters(zh_tok, hownet_store, medical_store):
+    return {"hownet": JiebaSubjectSegmenter(zh_tok, hownet_store),
+            "medical": JiebaSubjectSegmenter(zh_tok, medical_store)}
+
+
+def book_reviews(n: int) -> list[str]:
+    with gzip.open(need_data("corpus", "zh", "book_review", "dev.tsv.gz"), "rt", encoding="utf-8") as f:
+        next(f)
+        return [line.rstrip("\n").split("\t", 1)[1] for _, line in zip(range(n), f)]
+
+
+def medical_records(n: int) -> list[str]:
+    """Real clinical sentences (the medical NER set, characters space-separated there)."""
+    with open(need_data("corpus", "zh", "medical_ner", "dev.tsv"), encoding="utf-8") as f:
+        next(f)
+        return [line.split("\t")[0].replace(" ", "") for _, line in zip(range(n), f)]
+
+
+@pytest.mark.parametrize("kg", ["hownet", "medical"])
+@pytest.mark.parametrize("with_predicate", [True, False])
+def test_candidates_are_the_reference_lookup_table(kg, with_predicate, zh_tok, hownet_store, medical_store):
+    store = {"hownet": hownet_store, "medical": medical_store}[kg]
+    spo = need_data("kg", {"hownet": "HowNet.spo.gz", "medical": "Medical.spo"}[kg])
+    ours = seeded_lookup_table(BranchTable(store, zh_tok, "zh", with_predicate=with_predicate))
+    reference = reference_lookup_table(spo, with_predicate)
+    assert ours.keys() == reference.keys()
+    assert all(len(values) == len(set(values)) and set(values) == reference[key] for key, values in ours.items())
+
+
+@pytest.mark.parametrize("kg", ["hownet", "medical"])
+@pytest.mark.parametrize("with_predicate,add_sep,max_length,max_entities",
+                         [(True, False, 128, 2), (False, True, 64, 3), (True, True, 32, 1)])
+def test_chinese_trees_equal_the_reference(kg, with_predicate, add_sep, max_length, max_entities, zh_tok,
+                                           hownet_store, medical_store, segmenters):
+    store = {"hownet": hownet_store, "medical": medical_store}[kg]
+    segmenter = segmenters[kg]
+    branches = BranchTable(store, zh_tok, "zh", max_entities=max_entities, with_predicate=with_predicate, seed=3)
+    lookup = seeded_lookup_table(branches)
+    texts = book_reviews(120) + (medical_records(60) if kg == "medical" else [])
+    examples = [segmenter(t) for t in texts]
+    tree = SentenceTreeBuilder(zh_tok, branches, max_length, add_sep=add_sep, pad_to_max_length=True)(examples)
+    encode = lambda s: segmenter.chars.encode(s)[0].tolist()  # noqa: E731 -- characters -> ids, as the vocab lookup
+    injected = 0
+    for b, text in enumerate(texts):
+        words = ["[CLS]"] + segmenter.words(text) + (["[SEP]"] if add_sep else [])
+        ids = [[zh_tok.cls_token_id] if w == "[CLS]" else [zh_tok.sep_token_id] if w == "[SEP]" else encode(w)
+               for w in words]
+        kept = [i for i, w in enumerate(ids) if w]
+        words, ids = [words[i] for i in kept], [ids[i] for i in kept]
+        word_branches = [[e for e in (encode(v) for v in lookup.get(w, [])[:max_entities]) if e] for w in words]
+        injected += sum(map(len, word_branches))
+        ref_ids, ref_pos, ref_vm = reference_tree(ids, word_branches, max_length, zh_tok.pad_token_id)
+        assert tree.input_ids[b].tolist() == ref_ids.tolist(), b
+        assert tree.position_ids[b].tolist() == ref_pos.tolist(), b
+        assert np.array_equal(tree.visible_matrix[b].numpy(), ref_vm), b
+    print(kg, injected)
+    assert injected > (50 if kg == "medical" else 2000)  # the KG really branched these sentences
+
+
+@pytest.fixture(scope="module")
+def trex_linked(tmp_path_factory):
+    from kept.kg.linker import EntityLinker, link_example
+
+    out = tmp_path_factory.mktemp("trex") / "store"
+    build_store([(ROOT / "kg_data" / "trex" / "trex_facts.nt.gz", None)], out, BuildOptions(progress=False))
+    store = open_store(out)
+    tok = load_tokenizer(EN_VOCAB)
+    linker = EntityLinker.from_store(store, cache=False)
+    with gzip.open(ROOT / "kg_data" / "trex" / "sentences.jsonl.gz", "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for _, line in zip(range(80), f)]
+    return store, tok, [link_example(t, tok, linker, "en") for t in texts]
+
+
+@pytest.mark.parametrize("max_length", [128, 40])
+def test_english_trees_on_linker_spans_equal_the_reference(trex_linked, max_length):
+    store, tok, examples = trex_linked
+    branches = BranchTable(store, tok, "en", max_entities=2, with_predicate=True, seed=1)
+    tree = SentenceTreeBuilder(tok, branches, max_length, add_sep=True, pad_to_max_length=True)(examples)
+    rel_labels = [label for _, label in store.db.execute("SELECT id, label FROM relations ORDER BY id")]
+    encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    injected = 0
+    for b, ex in enumerate(examples):
+        starts = dict(zip(ex.entity_spans[:, 0].tolist(), zip(ex.entity_spans[:, 1].tolist(), ex.entity_ids)))
+        words, word_branches, i = [[tok.cls_token_id]], [[]], 0
+        while i < len(ex):  # a linked mention is one word, every other wordpiece a word of its own
+            end, entity = starts.get(i, (i + 1, None))
+            words.append(ex.input_ids[i:end].tolist())
+            rows = [] if entity is None else branches.candidates(int(entity))[:2]
+            word_branches.append([encode(rel_labels[store.triples[r, 1]]) + encode(store.label(int(store.triples[r, 2])))
+                                  for r in rows])
+            i = end
+        words.append([tok.sep_token_id])
+        word_branches.append([])
+        injected += sum(map(len, word_branches))
+        ref_ids, ref_pos, ref_vm = reference_tree(words, word_branches, max_length, tok.pad_token_id)
+        assert tree.input_ids[b].tolist() == ref_ids.tolist(), b
+        assert tree.position_ids[b].tolist() == ref_pos.tolist(), b
+        assert np.array_equal(tree.visible_matrix[b].numpy(), ref_vm), b
+    assert injected > 80
+
+
+def test_soft_positions_and_visibility_by_hand():
+    # [CLS] a b c [SEP] with word (b c) -> branches (x y) and (z): tree [CLS] a b c x y z [SEP]
+    class Table:
+        max_entities = 2
+
+        def branches(self, entity_ids):
+            return np.array([0, 0]), np.array([2, 1]), np.array([20, 21, 22])
+
+    tree = build_trees([np.array([1, 10, 11, 12, 2])], [np.array([[2, 4]])], [np.array([7])], Table(), 16, 0)
+    assert tree.input_ids[0].tolist() == [1, 10, 11, 12, 20, 21, 22, 2]
+    assert tree.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 4, 4]
+    assert tree.is_branch[0].tolist() == [False] * 4 + [True] * 3 + [False]
+    assert tree.sentence_index[0].tolist() == [0, 1, 2, 3, -1, -1, -1, 4]
+    vm = tree.visible_matrix[0].int().numpy()
+    expected = np.array([[1, 1, 1, 1, 0, 0, 0, 1],     # [CLS]: the sentence
+                         [1, 1, 1, 1, 0, 0, 0, 1],     # a
+                         [1, 1, 1, 1, 1, 1, 1, 1],     # b: the sentence + its word's branches
+                         [1, 1, 1, 1, 1, 1, 1, 1],     # c
+                         [0, 0, 1, 1, 1, 1, 0, 0],     # x: its word + its branch
+                         [0, 0, 1, 1, 1, 1, 0, 0],     # y
+                         [0, 0, 1, 1, 0, 0, 1, 0],     # z: its word + its own branch only
+                         [1, 1, 1, 1, 0, 0, 0, 1]])    # [SEP]
+    assert np.array_equal(vm, expected)
+
+
+def test_padding_truncation_and_overlaps(zh_tok, medical_store, segmenters):
+    branches = BranchTable(medical_store, zh_tok, "zh")
+    examples = [segmenters["medical"](t) for t in ["眼睛发红", "患者眼睛发红，咽喉部充血，可能是小儿狂犬病。"]]
+    builder = SentenceTreeBuilder(zh_tok, branches, max_length=24)
+    short = builder(examples)
+    full = SentenceTreeBuilder(zh_tok, branches, max_length=24, pad_to_max_length=True)(examples)
+    width = short.input_ids.shape[1]
+    assert width == 24 and short.input_ids.shape == (2, 24)  # the long tree fills max_length
+    one = builder(examples[:1])
+    n = one.input_ids.shape[1]  # padded to its own tree: [CLS] 4 chars + branch "类别症状" + [SEP]
+    assert n == 10 and one.attention_mask.sum() == n
+    assert torch.equal(full.input_ids[0, :n], one.input_ids[0]) and (full.input_ids[0, n:] == 0).all()
+    assert (full.position_ids[0, n:] == 23).all() and not full.visible_matrix[0, n:].any()
+    assert not full.visible_matrix[0, :, n:].any()
+    # an overlapping span is ignored; a span outside the sentence is an error
+    spans = [np.array([[1, 3], [2, 4], [4, 5]])]
+    tree = build_trees([np.arange(1, 7)], spans, [np.array([0, 2, 4])], branches, 64, 0)
+    assert tree.is_branch.sum() == branches.branches(np.array([0, 4]))[1].sum() > 0  # [2, 4] (entity 2) dropped
+    with pytest.raises(ValueError, match="span \\[5, 9\\] is not within 0..6"):
+        build_trees([np.arange(1, 7)], [np.array([[5, 9]])], [np.array([0])], branches, 64, 0)
+
+
+def test_branch_choice_is_seeded_and_capped(zh_tok, hownet_store):
+    degrees = np.diff(np.asarray(hownet_store.out_indptr))
+    busy = np.flatnonzero(degrees >= 4)[:200]
+    a = BranchTable(hownet_store, zh_tok, "zh", max_entities=2, seed=0)
+    owner, rows = a.choose(busy)
+    assert np.array_equal(np.bincount(owner, minlength=len(busy)), np.full(len(busy), 2))
+    assert (np.asarray(hownet_store.triples)[rows, 0] == busy[owner]).all()
+    assert np.array_equal(rows, BranchTable(hownet_store, zh_tok, "zh", seed=0).choose(busy)[1])
+    assert not np.array_equal(rows, BranchTable(hownet_store, zh_tok, "zh", seed=1).choose(busy)[1])
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(a))
+    assert np.array_equal(clone.branches(busy)[2], a.branches(busy)[2])
