@@ -71,3 +71,19 @@ def test_validation_split_and_vocab_size(staged_corpus):
     val = [b["labels"] for b in data.val_dataloader()]
     assert all(torch.equal(a, b) for a, b in zip(val, [b["labels"] for b in data.val_dataloader()]))
     assert np.concatenate([v.ne(-100).sum(1).numpy() for v in val]).sum() > 0
+
+
+def test_uncased_vocab_is_detected_despite_non_ascii_capitals(tmp_path):
+    """The shipped bert-base-uncased vocab holds 'ℝ' (upper-case to Python): it must still lowercase,
+    or every capitalised word becomes [UNK]. A vocab with ASCII capitals is cased."""
+    from kept.train.data import load_tokenizer, vocab_is_uncased
+
+    vocab = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
+    assert vocab_is_uncased(vocab)
+    tok = load_tokenizer(vocab)
+    ids = tok("Louis Jules Trochu was a French military leader", add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids
+    cased = tmp_path / "vocab.txt"
+    cased.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nThe\nthe\n##s\n")
+    assert not vocab_is_uncased(cased)
+    assert load_tokenizer(cased)("The", add_special_tokens=False)["input_ids"] == [5]

@@ -95,7 +95,10 @@ def _sha256(path: Path) -> str:
 
 def cache_key(input_path: Path, vocab: Path, store: Path | None, options: CorpusOptions) -> str:
     """Hash of everything the built corpus depends on."""
-    payload = {"input": _sha256(input_path), "vocab": _sha256(vocab), "options": asdict(options),
+    from kept.train.data import vocab_is_uncased
+
+    payload = {"input": _sha256(input_path), "vocab": _sha256(vocab), "uncased": vocab_is_uncased(vocab),
+               "options": asdict(options),
                "store": json.loads((store / "meta.json").read_text()) if store else None}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:20]
 

@@ -115,7 +115,21 @@ def load_tokenizer(vocab: str | Path):
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     if not path.exists():
         raise FileNotFoundError(f"no vocabulary at {path}")
+    return BertTokenizer(vocab=str(path), do_lower_case=vocab_is_uncased(path))
+
+
+def vocab_is_uncased(path: str | Path) -> bool:
+    """True when a WordPiece ``vocab.txt`` has no token with an ASCII capital letter (outside
+    ``[SPECIAL]`` tokens): an uncased vocabulary, whose tokenizer must lowercase the text.
+
+    Only ASCII counts: uncased vocabularies keep non-ASCII symbols such as 'ℝ' that Python
+    calls upper-case, while a cased vocabulary (bert-base-cased) has hundreds of "The"-like tokens.
+    """
     with open(path, encoding="utf-8") as f:
-        head = [next(f, "").strip() for _ in range(2000)]
-    lowercase = not any(t and t[0].isupper() and not t.startswith("[") for t in head)
-    return BertTokenizer(vocab=str(path), do_lower_case=lowercase)
+        for line in f:
+            token = line.strip()
+            if token.startswith("[") and token.endswith("]"):
+                continue
+            if any("A" <= c <= "Z" for c in token):
+                return False
+    return True

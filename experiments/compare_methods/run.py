@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""What knowledge buys: every pretraining method at an equal budget, probed on T-REx facts.
+
+    .venv/bin/python experiments/compare_methods/run.py            # default budget, ~60 min on 2 cores
+    .venv/bin/python experiments/compare_methods/run.py --steps 3000 --seeds 0 1 2 3 4   # larger budget
+
+1. Data: the LAMA T-REx facts of ``--lama`` (default ``../shared/data/lama``), the first
+   ``--per-relation`` facts of each relation, through ``kg_data/recipes/make_trex_sample.py``:
+   N-Triples facts, their evidence sentences (real English Wikipedia), a LAMA probe set.
+2. Seen / unseen: a seeded ``--seen-fraction`` of the facts is *seen*: their sentences are the
+   training corpus. The other facts' sentences are held out. The KG store holds **all** facts,
+   so an unseen fact is known to the KG but never read in text: what a method gains there comes
+   from the knowledge it injects.
+3. The KG: the store built from all facts, TransE on it (ERNIE-T's entity vectors, the linker's
+   coherence); the training sentences linked to it.
+4. Training: small BERTs from scratch, the same steps, batch and sequence length for every method
+   (``experiments/compare_methods/budget.yaml``), each method with each seed.
+5. Probing: every model on the probe set (template mode, multi-wordpiece objects ranked among
+   the relation's objects), with the method's knowledge at probe time; P@1, P@10 and MRR,
+   seen and unseen facts separately. The report (``OUT/report.md``, ``OUT/results.json``,
+   plots) gives mean ± standard deviation over seeds per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+METHODS = ["mlm", "ernie-baidu", "kbert", "ernie-t", "uktp"]
+VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
+
+
+def log(message: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def make_data(args: argparse.Namespace) -> dict:
+    """The T-REx sample, the seen/unseen split of its facts and the training sentences."""
+    sys.path.insert(0, str(ROOT / "kg_data" / "recipes"))
+    import make_trex_sample
+
+    data = args.out / "data"
+    if not (data / "sentences.jsonl.gz").exists():
+        log(f"T-REx sample: first {args.per_relation} facts per relation of {args.lama}")
+        if make_trex_sample.main(["--lama", str(args.lama), "--out", str(data),
+                                  "--per-relation", str(args.per_relation)]) != 0:
+            raise SystemExit("making the T-REx sample failed")
+    with gzip.open(data / "sentences.jsonl.gz", "rt", encoding="utf-8") as f:
+        sentences = [json.loads(line) for line in f]
+    facts = sorted({s["fact"] for s in sentences})
+    rng = np.random.default_rng(args.split_seed)
+    seen = {facts[i] for i in np.flatnonzero(rng.random(len(facts)) < args.seen_fraction)}
+    train = [s for s in sentences if s["fact"] in seen]
+    with gzip.open(data / "train_sentences.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in train)
+    (data / "seen_facts.txt").write_text("".join(f"{uuid}\n" for uuid in sorted(seen)))
+    return {"facts_with_sentences": len(facts), "seen_facts": len(seen), "sentences": len(sentences),
+            "training_sentences": len(train)}
+
+
+def make_kg(args: argparse.Namespace) -> dict:
+    """The store of all facts, TransE on it, and the linked training corpus."""
+    from kept.cli import main as kept_main
+    from kept.data.build import CorpusOptions, build_linked_corpus
+    from kept.kg.build import BuildOptions, build_store
+    from kept.kg.sources import ReaderOptions
+
+    store = args.out / "store"
+    if not (store / "meta.json").exists():
+        log("building the KG store of all sampled facts")
+        build_store([(args.out / "data" / "trex_facts.nt.gz", None)], store,
+                    BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
+    if not (store / "embeddings" / "transe" / "entity.npy").exists():
+        log(f"TransE ({args.transe_minutes} min at most)")
+        if kept_main(["kg", "embed", str(store), "--max-minutes", str(args.transe_minutes), "--no-progress"]) != 0:
+            raise SystemExit("TransE failed")
+    log("linking the training sentences")
+    corpus = build_linked_corpus(args.out / "data" / "train_sentences.jsonl.gz", args.out / "corpus", VOCAB,
+                                 store, CorpusOptions(lang="en"), workers=args.workers, progress=False)
+    return {"store": json.loads((store / "meta.json").read_text())["counts"], "corpus": corpus.meta,
+            "transe": json.loads((store / "embeddings" / "transe" / "metrics.json").read_text()).get("test")}
+
+
+def train(args: argparse.Namespace, method: str, seed: int) -> Path:
+    """Pretrain one method with one seed at the experiment's budget; returns the export directory."""
+    from kept.train.cli import main as pretrain_main
+
+    model = args.out / "models" / f"{method}-seed{seed}"
+    if (model / "kept.json").exists():
+        return model
+    run_dir = args.out / "runs" / f"{method}-seed{seed}"
+    argv = ["--method", method, "--config", str(HERE / "budget.yaml"),
+            "--data.corpus", str(args.out / "corpus"), "--data.vocab", str(VOCAB),
+            "--seed_everything", str(seed), "--model.init_args.seed", str(seed), "--data.init_args.seed", str(seed),
+            "--trainer.max_steps", str(args.steps), "--trainer.default_root_dir", str(run_dir),
+            "--trainer.logger.class_path", "pytorch_lightning.loggers.CSVLogger",
+            "--trainer.logger.init_args.save_dir", str(run_dir), "--export", str(model)]
+    if method != "mlm" and method != "ernie-baidu":
+        argv += ["--data.init_args.store", str(args.out / "store")]
+    if method == "ernie-baidu":
+        argv += ["--trainer.callbacks.init_args.boundaries",
+                 json.dumps({"phrase": args.steps // 3, "entity": 2 * args.steps // 3})]
+    start = time.perf_counter()
+    pretrain_main(argv)
+    log(f"{method} seed {seed}: {args.steps} steps in {time.perf_counter() - start:.0f} s")
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lama", type=Path, default=ROOT.parent / "shared" / "data" / "lama",
+                   help="LAMA data directory (relations.jsonl + TREx/); default ../shared/data/lama")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "compare_methods", help="work and report folder")
+    p.add_argument("--per-relation", type=int, default=400, help="facts per T-REx relation (default 400)")
+    p.add_argument("--seen-fraction", type=float, default=0.8, help="share of facts whose sentences are trained on")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the seen/unseen split (default 0)")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps per run (default 600)")
+    p.add_argument("--transe-minutes", type=float, default=2.0, help="TransE training cap (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="linking processes (default: all cores)")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    info = {"data": make_data(args)}
+    info.update(make_kg(args))
+    models = {m: [train(args, m, s) for s in args.seeds] for m in args.methods}
+    info["probe"] = probe(args, models)
+    info["seconds"] = round(time.perf_counter() - start)
+    info["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    (args.out / "results.json").write_text(json.dumps(info, indent=2) + "\n")
+    log(f"done in {info['seconds']} s; report: {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
