@@ -52,8 +52,8 @@ def test_sample_items_and_labels(sample):
     assert not of_type(sample, Relation)  # the head holds items only
 
 
-def test_sample_triples_match_independent_parse(sample):
-    """Every non-deprecated item-valued main snak, computed with the stdlib json module."""
+def independent_triples(ranks: str) -> set[tuple[str, str, str]]:
+    """The item-valued main snaks of the sample under ``ranks``, computed with the stdlib json module."""
     expected = set()
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
         for line in f:
@@ -62,14 +62,22 @@ def test_sample_triples_match_independent_parse(sample):
                 continue
             item = json.loads(line)
             for pid, statements in item["claims"].items():
+                best = "preferred" if any(st["rank"] == "preferred" for st in statements) else "normal"
                 for st in statements:
                     snak = st["mainsnak"]
-                    if st["rank"] != "deprecated" and snak["snaktype"] == "value":
-                        if snak["datavalue"]["type"] == "wikibase-entityid":
-                            expected.add((item["id"], pid, snak["datavalue"]["value"]["id"]))
+                    kept = {"all": True, "truthy": st["rank"] == best}.get(ranks, st["rank"] != "deprecated")
+                    if kept and snak["snaktype"] == "value":
+                        value = snak["datavalue"]["value"]
+                        if snak["datavalue"]["type"] == "wikibase-entityid" and value["id"].startswith("Q"):
+                            expected.add((item["id"], pid, value["id"]))
+    return expected
+
+
+def test_sample_triples_match_independent_parse(sample):
+    """Every non-deprecated item-valued main snak, computed with the stdlib json module."""
     triples = of_type(sample, Triple)
     assert len(triples) == len(set(triples))  # no repeated facts
-    assert {(t.head, t.relation, t.tail) for t in triples} == expected
+    assert {(t.head, t.relation, t.tail) for t in triples} == independent_triples("non-deprecated")
     assert len(triples) == 1934
     assert Triple("Q22", "P31", "Q3336843") in triples
     assert Triple("Q64", "P31", "Q262166") not in triples  # deprecated
@@ -91,6 +99,13 @@ def test_sample_ranks():
     assert heads_of_state("truthy") == {"Q157"}
     assert heads_of_state("non-deprecated") == {"Q157", "Q2038", "Q2124", "Q12950", "Q2185"}
     assert heads_of_state("all") == {"Q157", "Q2038", "Q2124", "Q12950", "Q2185", "Q329", "Q2105", "Q2042"}
+
+
+@pytest.mark.parametrize("ranks", ["truthy", "all"])
+def test_sample_ranks_match_independent_parse(ranks):
+    triples = of_type(records(SAMPLE, ranks=ranks), Triple)
+    assert len(triples) == len(set(triples))
+    assert {(t.head, t.relation, t.tail) for t in triples} == independent_triples(ranks)
 
 
 def test_sample_language_preference():
@@ -246,13 +261,34 @@ def broken_dump(bad_line: bytes) -> bytes:
     "bad, problem",
     [
         (b'{"type":"item","id":"Q5","labels":{', "invalid JSON"),
-        (b'{"type":"item","id":"Q5","labels":{"en":{"language":"en","value":"\xff"}}}', "UTF-8"),
+        (b'{"type":"item","id":"Q5","labels":{"en":{"language":"en","value":"\xff"}}}', "invalid UTF-8 at byte 66 of the line"),
         # in a part the reader skips (a language not asked for): still caught
         (b'{"type":"item","id":"Q5","labels":{"fr":{"language":"fr","value":"\xc3\x28"}}}', "UTF-8"),
         (b'["Q5"]', "not a Wikidata entity"),
         (b'{"id":"Q5"}', "not a Wikidata entity"),
         (b'{"type":"item","id":"Q5","claims":{"P1":[{"rank":"normal","type":"wikibase-entityid"}]}}',
-         "malformed item Q5"),
+         "malformed item Q5: claims.P1[0].mainsnak: expected an object, got nothing (no such key)"),
+        (b'{"type":"item","id":"Q5","x":NaN}', "invalid JSON: NaN is not valid JSON"),
+        (b'{"type":"item","id":"Q5","x":1e400}', "invalid JSON: NUMBER_ERROR"),  # Python's json says inf
+        (b'{"type":"item","id":"Q5","x":' + b"[" * 1100 + b"]" * 1100 + b"}", "nested too deeply"),
+        (b'{"type":5,"id":"Q5"}', "malformed entity Q5: type: expected a string, got a number"),
+        (b'{"type":"item","id":"Q5","labels":5}', "malformed item Q5: labels: expected an object, got a number"),
+        (b'{"type":"item","id":"Q5","labels":[1]}', "malformed item Q5: labels: expected an object, got an array"),
+        (b'{"type":"item","id":"Q5","labels":{"en":null}}', "labels.en: expected an object, got null"),
+        (b'{"type":"item","id":"Q5","labels":{"en":{"value":5}}}', "labels.en.value: expected a string, got a number"),
+        (b'{"type":"property","id":"P5","labels":{"en":{"value":true}}}',
+         "malformed property P5: labels.en.value: expected a string, got a boolean"),
+        (b'{"type":"item","id":"Q5","aliases":{"en":{"value":"x"}}}', "aliases.en: expected an array, got an object"),
+        (b'{"type":"item","id":"Q5","aliases":{"en":[{"value":"x"},{}]}}',
+         "aliases.en[1].value: expected a string, got nothing (no such key)"),
+        (b'{"type":"item","id":"Q5","descriptions":{"en":{"language":"en"}}}', "descriptions.en.value: expected a string"),
+        (b'{"type":"item","id":"Q5","sitelinks":{"enwiki":{"site":"enwiki"}}}', "sitelinks.enwiki.title: expected a string"),
+        (b'{"type":"item","id":"Q5","sitelinks":{"enwiki":"Berlin"}}', "sitelinks.enwiki: expected an object"),
+        (b'{"type":"item","id":"Q5","claims":[1]}', "malformed item Q5: claims: expected an object, got an array"),
+        (b'{"type":"item","id":"Q5","claims":{"P1":{}}}', "claims.P1: expected an array, got an object"),
+        (b'{"type":"item","id":"Q5","claims":{"P1":[5]}}', "claims.P1[0]: expected an object, got a number"),
+        (b'{"type":"item","id":"Q5","claims":{"P1":[{"mainsnak":{"snaktype":"novalue","datatype":5}}]}}',
+         "claims.P1[0].mainsnak.datatype: expected a string, got a number"),
     ],
 )
 def test_bad_line_is_an_error(tmp_path, bad, problem):
@@ -276,3 +312,89 @@ def test_bad_line_skipped_within_budget(tmp_path):
 def test_empty_file(tmp_path):
     with pytest.raises(SourceError, match="empty"):
         records(write(tmp_path, "empty.json", b""))
+
+
+def statement_json(snak: dict | None = None, rank: object = "normal", **fields) -> dict:
+    """A statement of P1 pointing at Q7, with ``fields`` overriding keys of its main snak."""
+    main = dict(snak or snak_json()) | fields
+    return {"mainsnak": {k: v for k, v in main.items() if v is not None}, "rank": rank}
+
+
+def snak_json() -> dict:
+    return {"snaktype": "value", "property": "P1", "datatype": "wikibase-item",
+            "datavalue": {"value": {"entity-type": "item", "numeric-id": 7, "id": "Q7"}, "type": "wikibase-entityid"}}
+
+
+@pytest.mark.parametrize(
+    "statement, problem",
+    [
+        (statement_json(rank=1), "claims.P1[1].rank: expected a string, got a number"),
+        (statement_json(snaktype=None), "claims.P1[1].mainsnak.snaktype: expected a string, got nothing"),
+        (statement_json(datavalue=None), "claims.P1[1].mainsnak.datavalue: expected an object (the snak has a value)"),
+        (statement_json(datavalue={"value": {"id": "Q8"}}), "claims.P1[1].mainsnak.datavalue.type: expected a string"),
+        (statement_json(datavalue={"value": {"id": "Q8"}, "type": None}),
+         "claims.P1[1].mainsnak.datavalue.type: expected a string, got null"),
+        (statement_json(datavalue={"value": "Q8", "type": "wikibase-entityid"}),
+         "claims.P1[1].mainsnak.datavalue.value: expected an object, got a string"),
+        (statement_json(datavalue={"value": {"id": 8}, "type": "wikibase-entityid"}),
+         "claims.P1[1].mainsnak.datavalue.value.id: expected a string, got a number"),
+        (statement_json(datavalue={"value": {"entity-type": "item", "numeric-id": "8"}, "type": "wikibase-entityid"}),
+         "claims.P1[1].mainsnak.datavalue.value.numeric-id: expected an integer, got a string"),
+        (statement_json(datavalue={"value": {"entity-type": 1, "numeric-id": 8}, "type": "wikibase-entityid"}),
+         "claims.P1[1].mainsnak.datavalue.value.entity-type: expected a string, got a number"),
+    ],
+)
+def test_bad_statement_is_an_error(tmp_path, statement, problem):
+    """Every statement of an item-valued property is checked, not only the first."""
+    entity = item("Q5", "five", {"P1": [statement_json(), statement]})
+    path = write(tmp_path, "d.json", dump_bytes([entity]))
+    with pytest.raises(SourceError) as info:
+        records(path)
+    assert info.value.line == 2
+    assert info.value.problem.startswith("malformed item Q5: ")
+    assert problem in info.value.problem
+
+
+def test_statements_of_other_datatypes_are_not_walked(tmp_path):
+    """A property whose first main snak declares a non-item datatype is skipped after that
+    snak: its other statements are checked as JSON only (kept reads nothing from them)."""
+    string_snak = {"snaktype": "value", "property": "P2", "datatype": "string",
+                   "datavalue": {"value": "x", "type": "string"}}
+    entity = item("Q5", "five", {"P2": [statement_json(string_snak), 5], "P1": [statement_json()]})
+    recs = records(write(tmp_path, "d.json", dump_bytes([entity])))
+    assert of_type(recs, Triple) == [Triple("Q5", "P1", "Q7")]
+
+
+def test_novalue_and_somevalue_give_no_triple(tmp_path):
+    claims = {"P1": [statement_json(snaktype="novalue", datavalue=None),
+                     statement_json(snaktype="somevalue", datavalue=None), statement_json()]}
+    recs = records(write(tmp_path, "d.json", dump_bytes([item("Q5", "five", claims)])))
+    assert of_type(recs, Triple) == [Triple("Q5", "P1", "Q7")]
+
+
+def test_integers_beyond_64_bits_read_through_python_json(tmp_path):
+    """simdjson holds integers of at most 64 bits; such a line is valid JSON and reads the same."""
+    plain = item("Q5", "five", {"P1": [statement_json()]})
+    big = dict(plain, lastrevid=10**30)
+    assert records(write(tmp_path, "a.json", dump_bytes([big]))) == records(write(tmp_path, "b.json", dump_bytes([plain])))
+    old_style = statement_json(datavalue={"value": {"entity-type": "item", "numeric-id": 2**70},
+                                          "type": "wikibase-entityid"})
+    recs = records(write(tmp_path, "c.json", dump_bytes([item("Q5", "five", {"P1": [old_style]})])))
+    assert Triple("Q5", "P1", f"Q{2**70}") in recs
+
+
+def test_simdjson_parses_every_line_after_a_bad_one(tmp_path, monkeypatch):
+    """One simdjson parser serves all lines; a line that failed deep in its claims must not
+    leave it busy (the next parse would fail and fall back to Python's json)."""
+    from kept.kg.sources import wikidata
+
+    def no_fallback(line, exc):
+        raise AssertionError(f"fell back to Python's json: {exc}")
+
+    monkeypatch.setattr(wikidata, "_loads", no_fallback)
+    bad = json.dumps(item("Q5", "five", {"P1": [statement_json(), statement_json(rank=1)]})).encode()
+    path = write(tmp_path, "d.json", broken_dump(bad))
+    bad_lines = BadLines(limit=1)
+    recs = list(read(path, ctx=ReadContext(bad=bad_lines)))
+    assert bad_lines.count == 1 and "claims.P1[1].rank" in bad_lines.examples[0]
+    assert recs == records(write(tmp_path, "ok.json", dump_bytes()))

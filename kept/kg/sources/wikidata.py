@@ -20,8 +20,11 @@ Format handling
     (``zcat dump.json.gz | head -n 1000``) read fine. A line that is not valid
     JSON (invalid UTF-8 included), or not an object with ``"id"`` and
     ``"type"``, or an entity whose parts that kept reads are not shaped as
-    Wikidata writes them (every field of every statement walked is checked), is
-    reported to the bad-line budget (``--max-bad-lines``) and skipped.
+    Wikidata writes them, is reported to the bad-line budget (``--max-bad-lines``)
+    and skipped. What is checked is what is read: the label, alias, description
+    and sitelink objects of the chosen languages, and every statement of each
+    property walked (see :func:`_triples`); the other parts are checked as JSON
+    only.
 
 What is read
     * items (``"type": "item"``, Q ids) -> :class:`Entity`, then one
@@ -140,13 +143,20 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[list[Record]]:
     parser = simdjson.Parser()  # reused: its buffers grow to the largest line once
     with ctx.open(path) as f:
         for line in f.lines():
-            s = line.strip(_STRIP)
-            if len(s) < 5 and s in _SKIP:  # (hashing a whole entity line would cost ~10%)
+            end = len(line)
+            while end and line[end - 1] in _STRIP:  # the trailing comma (simdjson skips other whitespace)
+                end -= 1
+            if end < 5 and line[:end].strip(_STRIP) in _SKIP:
                 continue
+            # A view without the comma, not a copy: simdjson copies the line into its padded buffer.
+            text = memoryview(line)[:end] if end < len(line) else line
             try:
-                records = _line_records(parser, s, langs, sites, props, ranks)
+                records = _line_records(parser, text, langs, sites, props, ranks)
             except _BadLine as exc:
                 report(path, f.lineno, str(exc))
+                # The error's traceback may still hold proxies into the parser's document,
+                # which would make the next parse fail: go on with a fresh parser.
+                parser = simdjson.Parser()
                 continue
             if records is not None:
                 yield records  # one list per entity: the builder takes lists (cheaper than a step per record)
@@ -154,7 +164,7 @@ def read_wikidata_json(path: Path, ctx: ReadContext) -> Iterator[list[Record]]:
 
 def _line_records(
     parser: simdjson.Parser,
-    line: bytes,
+    line: bytes | memoryview,
     langs: tuple[str, ...],
     sites: tuple[str, ...],
     props: frozenset[str] | None,
@@ -168,8 +178,10 @@ def _line_records(
     """
     try:
         doc = parser.parse(line)
-    except (ValueError, RuntimeError):  # not JSON, or JSON beyond simdjson (an integer over 64 bits)
-        doc = _loads(line)
+    except ValueError as exc:  # not JSON (UnicodeDecodeError included)
+        raise _BadLine(_not_json(line, exc)) from None
+    except RuntimeError as exc:  # JSON beyond simdjson's limits: an integer over 64 bits, nesting over 1024 levels
+        doc = _loads(line, exc)
     key = doc.get("id") if isinstance(doc, _OBJECT) else None
     kind = doc.get("type", _MISSING) if type(key) is str else _MISSING
     if kind is _MISSING:
@@ -195,17 +207,27 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(line: bytes) -> object:
-    """Python's json on a line simdjson refused: why it is not JSON (raised as
-    :class:`_BadLine`), or its value where it is JSON beyond simdjson's limits."""
+def _not_json(line: bytes | memoryview, exc: Exception) -> str:
+    """Why simdjson refused ``line`` (error path): the UTF-8 error's byte offset, else
+    the problem as Python's json words it (with line and column), else simdjson's."""
     try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _BadLine(f"invalid UTF-8 at byte {exc.start} of the line") from None
+        json.loads(bytes(line).strip(_STRIP).decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as utf8_exc:
+        return f"invalid UTF-8 at byte {utf8_exc.start} of the line"
+    except ValueError as json_exc:
+        return f"invalid JSON: {json_exc}"
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {exc}"  # JSON to Python only: a number out of range, a lone surrogate escape
+
+
+def _loads(line: bytes | memoryview, exc: RuntimeError) -> object:
+    """Python's json on a line simdjson could not hold (``exc``: an integer over 64 bits,
+    deep nesting); the walk that follows takes dicts and lists as it takes proxies."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise _BadLine(f"invalid JSON: {exc}") from None
+        return json.loads(bytes(line).decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise _BadLine(_not_json(line, exc)) from None
 
 
 def _map(doc, name: str):
@@ -294,7 +316,6 @@ def _triples(key: str, claims, props: frozenset[str] | None, ranks: str, out: li
     with a string ``id`` (or, in old dumps, ``numeric-id`` and ``entity-type``).
     """
     append = out.append
-    Object = _OBJECT  # (local names: this loop runs once per statement of the dump)
     for pid in claims:
         if props is not None and pid not in props:
             continue
@@ -303,56 +324,51 @@ def _triples(key: str, claims, props: frozenset[str] | None, ranks: str, out: li
             raise _Malformed("claims." + pid, "an array", statements)
         if not statements:
             continue
-        first = statements[0]
-        snak = first.get("mainsnak", _MISSING) if isinstance(first, Object) else first
-        if not isinstance(snak, Object):
-            raise _statement_error(pid, 0, first)
-        datatype = snak.get("datatype")
+        try:
+            datatype = statements[0]["mainsnak"].get("datatype")
+        except (KeyError, TypeError, AttributeError):
+            raise _statement_error(pid, 0, statements[0]) from None
         if datatype is not None and datatype != "wikibase-item":
             if type(datatype) is not str:
                 raise _Malformed(f"claims.{pid}[0].mainsnak.datatype", "a string", datatype)
             continue
-        # (rank, target QID) of the statements with an item value; the ranks of all
-        # statements count, as "truthy" keeps the preferred ones if there is any
-        found: list[tuple[str, str]] = []
-        any_preferred = False
-        for i, st in enumerate(statements):
-            snak = st.get("mainsnak", _MISSING) if isinstance(st, Object) else st
-            rank = st.get("rank", "normal") if snak is not st else None
-            if type(rank) is not str or not isinstance(snak, Object):
-                raise _statement_error(pid, i, st)
-            if rank == "preferred":
-                any_preferred = True
-            snaktype = snak.get("snaktype")
-            if snaktype != "value":  # novalue / somevalue: no datavalue to read
-                if type(snaktype) is not str:
-                    raise _statement_error(pid, i, st)
-                continue
-            datavalue = snak.get("datavalue")
-            kind = datavalue.get("type") if isinstance(datavalue, Object) else None
-            if kind != "wikibase-entityid":
-                if type(kind) is not str:
-                    raise _statement_error(pid, i, st)
-                continue
-            value = datavalue.get("value")
-            tail = value.get("id") if isinstance(value, Object) else _MISSING
-            if type(tail) is not str:
-                tail = _numeric_item_id(value, tail, f"claims.{pid}[{i}].mainsnak.datavalue.value")
-            if tail and tail[0] == "Q":
-                found.append((rank, tail))
-        if not found:
-            continue
-        if ranks == "all":
-            keep = None
-        elif ranks == "truthy":
-            keep = _PREFERRED if any_preferred else _NORMAL
+        if ranks == "truthy":  # the best rank present among all statements of the property
+            keep = _PREFERRED if _any_preferred(statements) else _NORMAL
         else:
-            keep = _NON_DEPRECATED
+            keep = None if ranks == "all" else _NON_DEPRECATED
         tails: set[str] = set()
-        for rank, tail in found:
-            if (keep is None or rank in keep) and tail not in tails:
-                tails.add(tail)
-                append(_new(Triple, (key, pid, tail, NO_SPLIT)))
+        for i, st in enumerate(statements):
+            # Indexing a part that is missing or not an object raises (KeyError, TypeError,
+            # AttributeError): the checks cost nothing on the well-formed path.
+            try:
+                snak = st["mainsnak"]
+                rank = st.get("rank", "normal")
+                snaktype = snak["snaktype"]
+                if snaktype != "value":  # novalue / somevalue: no datavalue to read
+                    kind, tail = "", None
+                else:
+                    datavalue = snak["datavalue"]
+                    kind = datavalue["type"]
+                    tail = datavalue["value"].get("id") if kind == "wikibase-entityid" else None
+            except (KeyError, TypeError, AttributeError):
+                raise _statement_error(pid, i, st) from None
+            if type(rank) is not str or type(snaktype) is not str or type(kind) is not str:
+                raise _statement_error(pid, i, st)
+            if kind == "wikibase-entityid":
+                if type(tail) is not str:
+                    tail = _numeric_item_id(datavalue["value"], tail, f"claims.{pid}[{i}].mainsnak.datavalue.value")
+                if tail and tail[0] == "Q" and (keep is None or rank in keep) and tail not in tails:
+                    tails.add(tail)
+                    append(_new(Triple, (key, pid, tail, NO_SPLIT)))
+
+
+def _any_preferred(statements) -> bool:
+    """Whether a statement of the list has rank ``preferred`` (malformed ones are left to the
+    walk that follows, which reports them)."""
+    for st in statements:
+        if isinstance(st, _OBJECT) and st.get("rank") == "preferred":
+            return True
+    return False
 
 
 def _statement_error(pid: str, i: int, statement) -> _Malformed:
@@ -371,9 +387,13 @@ def _statement_error(pid: str, i: int, statement) -> _Malformed:
     if type(snaktype) is not str:
         return _Malformed(where + ".snaktype", "a string", snaktype)
     datavalue = snak.get("datavalue", _MISSING)
+    where += ".datavalue"
     if not isinstance(datavalue, _OBJECT):
-        return _Malformed(where + ".datavalue", "an object (the snak has a value)", datavalue)
-    return _Malformed(where + ".datavalue.type", "a string", datavalue.get("type", _MISSING))
+        return _Malformed(where, "an object (the snak has a value)", datavalue)
+    kind = datavalue.get("type", _MISSING)
+    if type(kind) is not str:
+        return _Malformed(where + ".type", "a string", kind)
+    return _Malformed(where + ".value", "an object", datavalue.get("value", _MISSING))
 
 
 def _numeric_item_id(value, id_: object, where: str) -> str | None:
@@ -381,7 +401,7 @@ def _numeric_item_id(value, id_: object, where: str) -> str | None:
     ``numeric-id`` and ``entity-type``), or None when it is not an item."""
     if not isinstance(value, _OBJECT):
         raise _Malformed(where, "an object", value)
-    if id_ is not _MISSING and id_ is not None:
+    if id_ is not None:
         raise _Malformed(where + ".id", "a string", id_)
     numeric_id = value.get("numeric-id")
     if numeric_id is not None and type(numeric_id) is not int:
