@@ -18,12 +18,16 @@ def build_parser() -> argparse.ArgumentParser:
     from kept.data import cli as data_cli
     from kept.kg import cli as kg_cli
     from kept.kg import link_cli
+    from kept.probe import cli as probe_cli
+    from kept.train import finetune
 
     kg_cli.register(sub)
     link_cli.register(sub)
     data_cli.register(sub)
     sub.add_parser("pretrain", help="pretrain a model with one of the methods (LightningCLI; "
                                     "`kept pretrain --help`)", add_help=False)
+    finetune.register(sub)
+    probe_cli.register(sub)
     demo.register(sub)
     return parser
 

@@ -50,7 +50,7 @@ from transformers.models.bert.modeling_bert import (
     BertOutput,
 )
 
-CONFIG_NAME = "ernie_t_config.json"
+CONFIG_NAME = "config.json"  # its own keys (ErnieTConfig), not a transformers config
 WEIGHTS_NAME = "model.safetensors"
 ENTITY_VECTORS_NAME = "entity_vectors.npy"
 
@@ -334,7 +334,7 @@ def from_bert(pretrained: str | Path, num_entities: int, entity_dim: int, num_ag
 
 
 def save_pretrained(model: ErnieTForPreTraining, out: str | Path) -> Path:
-    """Write ``ernie_t_config.json``, ``model.safetensors`` and ``entity_vectors.npy`` (the frozen table) to ``out``."""
+    """Write ``config.json`` (ErnieTConfig), ``model.safetensors`` and ``entity_vectors.npy`` (the frozen table) to ``out``."""
     from safetensors.torch import save_model
 
     out = Path(out)
@@ -360,62 +360,12 @@ def load_pretrained(model_dir: str | Path, device: str | torch.device = "cpu") -
     return model.to(device).eval()
 
 
-class ErnieTScorer:
-    """Cloze scoring with an ERNIE-T export (the probing contract of ``kept.probe``).
 
-    model: an :class:`ErnieTForPreTraining`. tokenizer: its tokenizer.
-    batch_size: queries per forward pass (default 32). device: where the model runs (default "cpu").
-    A query's entities are its linked entity spans, aligned on their first wordpiece as in
-    training; no dEA noise and no masking is applied (the query carries its own [MASK]s).
-    """
+def __getattr__(name: str):
+    # ``kept.fusion.ernie_t.ErnieTScorer`` is where kept.probe looks for the method's scorer; it lives in
+    # ernie_t_scorer.py (imported lazily: that module imports this one)
+    if name == "ErnieTScorer":
+        from kept.fusion.ernie_t_scorer import ErnieTScorer
 
-    def __init__(self, model: ErnieTForPreTraining, tokenizer, batch_size: int = 32,
-                 device: str | torch.device = "cpu"):
-        from kept.masking.ernie import UnitMaskingCollator
-
-        self.model, self.tokenizer, self.batch_size = model.to(device).eval(), tokenizer, batch_size
-        self.device = torch.device(device)
-        self._pad = UnitMaskingCollator(tokenizer, max_length=model.config.max_position_embeddings)
-
-    @classmethod
-    def from_pretrained(cls, model_dir: str | Path, store=None, device: str | torch.device = "cpu",
-                        batch_size: int = 32) -> ErnieTScorer:
-        """Load an export; ``store`` (a KG store or its path, optional) is checked to be the model's."""
-        from transformers import AutoTokenizer
-
-        model = load_pretrained(model_dir, device)
-        if store is not None:
-            from kept.kg import open_store
-
-            store = open_store(store) if isinstance(store, (str, Path)) else store
-            if store.num_entities != model.config.num_entities:
-                raise ValueError(f"{model_dir} was trained with a store of {model.config.num_entities} entities; "
-                                 f"{store.path} has {store.num_entities}: its entity ids would not match")
-        return cls(model, AutoTokenizer.from_pretrained(model_dir, local_files_only=True), batch_size, device)
-
-    @torch.no_grad()
-    def mask_log_probs(self, examples: list) -> list[torch.Tensor]:
-        """For each example, [k, V] log-softmax over the vocabulary at its k [MASK] positions, in order."""
-        from kept.fusion.ernie_t_data import align_entities
-
-        mask_id, limit = self.tokenizer.mask_token_id, self.model.config.max_position_embeddings - 2
-        results: list[torch.Tensor] = []
-        for start in range(0, len(examples), self.batch_size):
-            chunk = examples[start : start + self.batch_size]
-            for j, ex in enumerate(chunk):
-                if len(ex) > limit:
-                    raise ValueError(f"query {start + j} has {len(ex)} wordpieces, more than the model's {limit}")
-                if not np.any(ex.input_ids == mask_id):
-                    raise ValueError(f"query {start + j} ({ex.text[:60]!r}) has no [MASK] token")
-            input_ids, lengths = self._pad.pad(chunk)                                       # [B, L], [B]
-            positions, table_ids = align_entities(chunk, lengths, self.model.config.num_entities)
-            input_ids = torch.from_numpy(input_ids).to(self.device)
-            attention_mask = (torch.arange(input_ids.shape[1]) < torch.from_numpy(lengths + 2)[:, None]).long()
-            hidden = self.model(input_ids, attention_mask.to(self.device), None,
-                                torch.from_numpy(positions).to(self.device),
-                                torch.from_numpy(table_ids).to(self.device))                # [B, L, H]
-            rows, cols = (input_ids == mask_id).nonzero(as_tuple=True)                     # row-major: in order
-            log_probs = torch.log_softmax(self.model.mlm_logits(hidden[rows, cols]).float(), dim=-1)   # [P, V]
-            counts = torch.bincount(rows, minlength=len(chunk)).tolist()
-            results.extend(part.cpu() for part in torch.split(log_probs, counts))
-        return results
+        return ErnieTScorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ at once with array operations:
   its ``entity_spans`` are the words that get branches, its ``entity_ids`` the KG
   subjects. Chinese: jieba words (the store's subject labels added as user words)
   split into characters, one token per character, as the reference
-  (:class:`JiebaSubjectSegmenter`); English: the linker's entity spans over wordpieces.
+  (:class:`kept.fusion.kbert.JiebaSubjectSegmenter`); English: the linker's entity spans over wordpieces.
   ``[CLS]`` (and ``[SEP]`` when ``add_sep``) are one-token sentence words, as the
   reference's special tags.
 * **branches** (:class:`BranchTable`): the subject's out-edges in the store; a branch is
@@ -302,36 +302,43 @@ def build_trees(sentences: Sequence[np.ndarray], spans: Sequence[np.ndarray], en
     max_length: tree tokens kept (default 128). pad_id: padding id (default 0).
     pad_to_max_length: pad to ``max_length`` instead of the longest tree (default False).
     """
-    batch = len(sentences)
-    if batch == 0:
+    if len(sentences) == 0:
         raise ValueError("cannot build trees for an empty batch")
-    lengths = np.asarray([len(s) for s in sentences], dtype=np.int64)                    # [B]
-    row_start = np.cumsum(lengths) - lengths                                            # [B]
-    tokens = np.concatenate([np.asarray(s, dtype=np.int64) for s in sentences])         # [T]
-    s_row = np.repeat(np.arange(batch), lengths)                                        # [T]
-    s_index = np.arange(len(tokens)) - row_start[s_row]                                 # [T] index in the sentence
-
-    span_rows = np.repeat(np.arange(batch), [len(s) for s in spans])                   # [A]
+    lengths = np.asarray([len(s) for s in sentences], dtype=np.int64)
+    span_counts = np.asarray([len(s) for s in spans], dtype=np.int64)
     all_spans = np.concatenate([np.asarray(s, dtype=np.int64).reshape(-1, 2) for s in spans])
     all_ids = np.concatenate([np.asarray(e, dtype=np.int64).reshape(-1) for e in entity_ids])
     if len(all_ids) != len(all_spans):
         raise ValueError("spans and entity_ids must have the same length per sentence")
-    bad = (all_spans[:, 0] < 0) | (all_spans[:, 1] > lengths[span_rows]) | (all_spans[:, 0] >= all_spans[:, 1])
+    return build_trees_flat(np.concatenate([np.asarray(s, dtype=np.int64) for s in sentences]), lengths,
+                            np.repeat(np.arange(len(sentences)), span_counts), all_spans, all_ids, branches,
+                            max_length, pad_id, pad_to_max_length)
+
+
+def build_trees_flat(tokens: np.ndarray, lengths: np.ndarray, span_rows: np.ndarray, spans: np.ndarray,
+                     entity_ids: np.ndarray, branches: BranchTable | None, max_length: int = 128, pad_id: int = 0,
+                     pad_to_max_length: bool = False) -> SentenceTree:
+    """:func:`build_trees` on concatenated inputs: ``tokens`` int [T] (all sentences), ``lengths`` int [B],
+    ``span_rows`` int [A] (sentence of each span), ``spans`` int [A, 2] (sentence coordinates), ``entity_ids`` [A]."""
+    batch = len(lengths)
+    row_start = np.cumsum(lengths) - lengths                                            # [B]
+    s_row = np.repeat(np.arange(batch), lengths)                                        # [T]
+    s_index = np.arange(len(tokens)) - row_start[s_row]                                 # [T] index in the sentence
+    bad = (spans[:, 0] < 0) | (spans[:, 1] > lengths[span_rows]) | (spans[:, 0] >= spans[:, 1])
     if bad.any():
         row = int(span_rows[np.flatnonzero(bad)[0]])
-        raise ValueError(f"sentence {row}: span {all_spans[bad][0].tolist()} is not within 0..{lengths[row]}")
-    keep = _drop_overlapping(span_rows, all_spans[:, 0], all_spans[:, 1], int(lengths.max()))
-    span_rows, span_start, span_end, all_ids = span_rows[keep], all_spans[keep, 0], all_spans[keep, 1], all_ids[keep]
-    if branches is None or branches.max_entities == 0 or len(all_ids) == 0:
+        raise ValueError(f"sentence {row}: span {spans[bad][0].tolist()} is not within 0..{lengths[row]}")
+    keep = _drop_overlapping(span_rows, spans[:, 0], spans[:, 1], int(lengths.max()))
+    span_rows, span_start, span_end, entity_ids = span_rows[keep], spans[keep, 0], spans[keep, 1], entity_ids[keep]
+    if branches is None or branches.max_entities == 0 or len(entity_ids) == 0:
         owner, b_len, b_ids = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     else:
-        owner, b_len, b_ids = branches.branches(all_ids)                                # [R], [R], [Q]
+        owner, b_len, b_ids = branches.branches(entity_ids)                             # [R], [R], [Q]
 
-    # abs (tree) index of sentence tokens: index + branch tokens inserted after earlier words
-    span_extra = np.bincount(owner, weights=b_len, minlength=len(all_ids)).astype(np.int64)   # [A]
+    # tree (abs) index of sentence tokens: index + branch tokens inserted after earlier words
     extra = np.zeros(len(tokens), dtype=np.int64)
     anchor = row_start[span_rows] + span_end - 1                                        # [A] word's last token
-    extra[anchor] = span_extra
+    extra[anchor] = np.bincount(owner, weights=b_len, minlength=len(entity_ids))        # branch tokens after it
     before = np.cumsum(extra) - extra                                                   # [T] exclusive, global
     s_abs = s_index + before - before[row_start[s_row]]                                 # [T]
     # branch tokens: after their word, after the earlier branches of the same word
@@ -339,49 +346,46 @@ def build_trees(sentences: Sequence[np.ndarray], spans: Sequence[np.ndarray], en
     b_first = np.searchsorted(owner, owner, side="left")                                # [R] first branch of owner
     q_branch = np.repeat(np.arange(len(b_len)), b_len)                                  # [Q]
     q_offset = np.arange(len(b_ids)) - b_before[q_branch]                               # [Q] offset in branch
-    q_span = owner[q_branch]                                                            # [Q]
+    q_span = owner[q_branch]                                                            # [Q] its word
     q_row = span_rows[q_span]
     q_abs = s_abs[anchor[q_span]] + 1 + (b_before - b_before[b_first])[q_branch] + q_offset
-    q_pos = span_end[q_span] + q_offset                                                 # word's last position + 1 + offset
-
-    s_group = np.full(len(tokens), -1, dtype=np.int64)                                  # span of each sentence token
-    s_group[row_start[span_rows].repeat(span_end - span_start) + ragged_index(span_start, span_end - span_start)] = \
-        np.repeat(np.arange(len(all_ids)), span_end - span_start)
+    q_pos = span_end[q_span] + q_offset                                                 # word's last position + 1 + ...
 
     tree_length = lengths + np.bincount(q_row, minlength=batch)                        # [B]
     width = max_length if pad_to_max_length else int(min(max_length, tree_length.max()))
-    rows = np.concatenate([s_row, q_row])
-    cols = np.concatenate([s_abs, q_abs])
+    rows, cols = np.concatenate([s_row, q_row]), np.concatenate([s_abs, q_abs])
     inside = cols < max_length                                                          # truncation
     rows, cols = rows[inside], cols[inside]
 
-    def grid(fill: int, values: np.ndarray) -> torch.Tensor:
-        out = np.full((batch, width), fill, dtype=np.int64)
+    def grid(fill: int, values: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+        out = np.full((batch, width), fill, dtype=dtype)
         out[rows, cols] = values[inside]
-        return torch.from_numpy(out)
+        return out
 
-    input_ids = grid(pad_id, np.concatenate([tokens, b_ids]))                           # [B, L]
-    position_ids = grid(max_length - 1, np.concatenate([s_index, q_pos]))
-    kind = grid(0, np.concatenate([np.ones(len(tokens), np.int64), np.full(len(b_ids), 2)]))   # 0 pad, 1 sent, 2 br
-    group = grid(-1, np.concatenate([s_group, q_span]))
-    segment = grid(-1, np.concatenate([np.full(len(tokens), -1), q_branch]))
-    sentence_index = grid(-1, np.concatenate([s_index, np.full(len(b_ids), -1)]))
-    visible_matrix = visibility(kind, group, segment)
-    return SentenceTree(input_ids, position_ids, torch.zeros_like(input_ids), (kind > 0).long(), visible_matrix,
-                        kind == 2, sentence_index)
-
-
-def visibility(kind: torch.Tensor, group: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
-    """bool [B, L, L] visible matrix from per-token labels, by broadcast comparisons.
-
-    kind: int [B, L] 0 padding, 1 sentence token, 2 branch token. group: int [B, L] the word
-    (span) a token belongs to or hangs off (-1: none). segment: int [B, L] branch id (-1: none).
-    """
-    sent, branch = kind == 1, kind == 2
-    s_i, s_j = sent[:, :, None], sent[:, None, :]
-    same_branch = branch[:, :, None] & (segment[:, :, None] == segment[:, None, :])
-    word_and_branch = (group[:, :, None] == group[:, None, :]) & (group >= 0)[:, :, None] & (s_i ^ s_j)
-    return (s_i & s_j) | same_branch | word_and_branch
+    from_sentence = np.arange(len(tokens) + len(b_ids)) < len(tokens)                            # [T + Q]
+    is_sentence = grid(False, from_sentence, bool)                                               # [B, L]
+    # sentence tokens see the sentence ...
+    visible = is_sentence[:, :, None] & is_sentence[:, None, :]                                  # [B, L, L]
+    # ... and each branch token its branch, its word, and is seen by its word (words and branches are
+    # contiguous runs of tree columns: a few pairs per branch token, scattered)
+    word_length = (span_end - span_start)[q_span]                                                # [Q]
+    word_first = s_abs[row_start[q_row] + span_start[q_span]]                                    # [Q] tree column
+    branch_length = b_len[q_branch]
+    own_i, own_j = np.repeat(q_abs, branch_length), ragged_index(q_abs - q_offset, branch_length)
+    word_i, word_j = np.repeat(q_abs, word_length), ragged_index(word_first, word_length)
+    pair_row = np.concatenate([np.repeat(q_row, branch_length), np.repeat(q_row, word_length)])
+    pair_i, pair_j = np.concatenate([own_i, word_i]), np.concatenate([own_j, word_j])
+    fits = (pair_i < max_length) & (pair_j < max_length)
+    visible[pair_row[fits], pair_i[fits], pair_j[fits]] = True
+    visible[pair_row[fits], pair_j[fits], pair_i[fits]] = True      # symmetric: the word sees its branches
+    input_ids = grid(pad_id, np.concatenate([tokens, b_ids]))                                    # [B, L]
+    is_branch = grid(False, ~from_sentence, bool)
+    return SentenceTree(torch.from_numpy(input_ids),
+                        torch.from_numpy(grid(max_length - 1, np.concatenate([s_index, q_pos]))),
+                        torch.zeros(input_ids.shape, dtype=torch.long),
+                        torch.from_numpy((is_sentence | is_branch).astype(np.int64)),
+                        torch.from_numpy(visible), torch.from_numpy(is_branch),
+                        torch.from_numpy(grid(-1, np.concatenate([s_index, np.full(len(b_ids), -1)]))))
 
 
 class SentenceTreeBuilder:
@@ -401,76 +405,23 @@ class SentenceTreeBuilder:
         self.branches, self.max_length = branches, max_length
         self.add_sep, self.pad_to_max_length = add_sep, pad_to_max_length
 
-    def sentences(self, token_ids: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """``[CLS] ids [SEP]``, text cut at ``max_length - 1`` tokens (the rest can never be in the tree)."""
-        out = []
-        for ids in token_ids:
-            text = np.asarray(ids[: self.max_length - 1], dtype=np.int64)
-            sep = [self.sep_id] if self.add_sep and len(text) == len(ids) else []
-            out.append(np.concatenate([[self.cls_id], text, sep]).astype(np.int64))
-        return out
-
     def __call__(self, examples: Sequence[LinkedExample], input_ids: Sequence[np.ndarray] | None = None
                  ) -> SentenceTree:
-        """Trees of ``examples``; ``input_ids`` optionally replaces their text token ids (e.g. masked ones)."""
-        sentences = self.sentences([ex.input_ids for ex in examples] if input_ids is None else input_ids)
-        spans, ids = [], []
-        for ex in examples:  # spans cut by the text cut would hang their branches past max_length: drop them
-            fits = ex.entity_spans[:, 1] <= min(len(ex), self.max_length - 1)
-            spans.append(ex.entity_spans[fits] + 1)
-            ids.append(ex.entity_ids[fits])
-        return build_trees(sentences, spans, ids, self.branches, self.max_length, self.pad_id, self.pad_to_max_length)
+        """Trees of ``examples``; ``input_ids`` optionally replaces their text token ids (e.g. masked ones).
 
-
-class JiebaSubjectSegmenter:
-    """Chinese text -> LinkedExample the K-BERT way: jieba words, one token per character.
-
-    tokenizer: a Chinese BERT tokenizer (characters are looked up in its vocabulary).
-    store: the KG store whose subject labels (entities with out-edges) become jieba user
-    words; a word equal to a subject label is an entity span (default None: no KG; the
-    text is split into characters only, without jieba). Whitespace is dropped.
-    """
-
-    def __init__(self, tokenizer: Any, store: KGStore | str | Path | None = None):
-        self.chars = CharVocab(tokenizer)
-        self.subjects: dict[str, int] = {}
-        self.jieba = None
-        if store is not None:
-            import logging
-
-            import jieba
-
-            store = store if isinstance(store, KGStore) else open_store(store)
-            has_out = np.diff(np.asarray(store.out_indptr)) > 0
-            for entity_id, label in store.db.execute("SELECT id, label FROM entities WHERE label IS NOT NULL"):
-                if has_out[entity_id] and label not in self.subjects:
-                    self.subjects[label] = entity_id
-            jieba.setLogLevel(logging.WARNING)
-            self.jieba = jieba.Tokenizer()
-            for label in self.subjects:
-                self.jieba.add_word(label)
-
-    def words(self, text: str) -> list[str]:
-        """The jieba words of ``text`` (whitespace-only words dropped)."""
-        if self.jieba is None:
-            return [c for c in text if not c.isspace()]
-        return [w for w in self.jieba.cut(text) if not w.isspace()]
-
-    def __call__(self, text: str) -> LinkedExample:
-        ids, char_index = self.chars.encode(text)                                  # [n] one token per character
-        offsets = np.stack([char_index, char_index + 1], axis=1)
-        if self.jieba is None:
-            return LinkedExample(text, ids, offsets, word_spans=offsets * 0 + np.arange(len(ids))[:, None] + [0, 1])
-        words = self.words(text)
-        points = self.chars.codepoints("".join(words))
-        owner = np.repeat(np.arange(len(words)), [len(w) for w in words])            # word of each character
-        counts = np.bincount(owner[~self.chars.is_space[points]], minlength=len(words))   # tokens per word
-        ends = np.cumsum(counts)
-        if ends[-1:].sum() != len(ids):
-            raise ValueError(f"jieba words do not cover the text {text[:40]!r}")
-        entity = np.asarray([self.subjects.get(w, -1) for w in words], dtype=np.int64)
-        spans = np.stack([ends - counts, ends], axis=1)[counts > 0]
-        entity = entity[counts > 0]
-        linked = entity >= 0
-        return LinkedExample(text, ids, offsets, word_spans=spans, entity_spans=spans[linked],
-                             entity_ids=entity[linked], entity_scores=np.ones(int(linked.sum()), np.float32))
+        Sentences are ``[CLS] text [SEP]`` with the text cut at ``max_length - 1`` tokens and no
+        [SEP] when it was cut (what is cut can never be in the tree); spans are shifted past [CLS].
+        """
+        texts = [ex.input_ids for ex in examples] if input_ids is None else list(input_ids)
+        full = np.asarray([len(t) for t in texts], dtype=np.int64)
+        kept = np.minimum(full, self.max_length - 1)                                    # [B] text tokens kept
+        sep = self.add_sep & (kept == full)
+        cls_arr, sep_arr = np.asarray([self.cls_id]), np.asarray([self.sep_id])
+        parts = [p for t, n, s in zip(texts, kept, sep) for p in (cls_arr, t[:n], sep_arr[: int(s)])]
+        tokens = np.concatenate(parts).astype(np.int64)
+        spans = np.concatenate([ex.entity_spans for ex in examples]).astype(np.int64).reshape(-1, 2)
+        ids = np.concatenate([ex.entity_ids for ex in examples]).astype(np.int64)
+        span_rows = np.repeat(np.arange(len(examples)), [len(ex.entity_ids) for ex in examples])
+        fits = spans[:, 1] <= kept[span_rows]   # a span cut by the text cut would branch past max_length: drop it
+        return build_trees_flat(tokens, 1 + kept + sep, span_rows[fits], spans[fits] + 1, ids[fits], self.branches,
+                                self.max_length, self.pad_id, self.pad_to_max_length)

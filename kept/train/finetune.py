@@ -1,0 +1,367 @@
+"""``kept finetune``: sentence classification with or without K-BERT knowledge.
+
+    kept finetune --data ../shared/data/corpus/zh/book_review --kg runs/demo/stores/hownet \\
+        --out runs/finetune/book_review-hownet --epochs 1
+
+Reads ``label<TAB>text`` files (``train``, ``dev``, ``test`` as ``.tsv`` or ``.tsv.gz`` in
+``--data``, or given one by one; a header line such as ``label<TAB>text_a`` is recognised),
+fine-tunes a Hugging Face ``BertForSequenceClassification`` -- from a local checkpoint
+directory (``--pretrained``; any BERT, a kept export included) or a fresh small BERT -- with a
+Lightning Trainer, keeps the checkpoint with the best dev accuracy, and writes
+``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) to ``--out``.
+
+With ``--kg STORE`` every sentence becomes a K-BERT sentence tree: Chinese (``--lang zh``,
+default) is segmented with jieba using the store's subject labels as user words, one token
+per character as in K-BERT, and every word that is a subject gets up to ``--max-entities``
+branches (relation + object, or the object alone with ``--no-predicate``); English uses the
+entity linker's spans. Without ``--kg`` the same model reads the plain sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from kept.data.examples import LinkedExample
+from kept.fusion.kbert import JiebaSubjectSegmenter, tree_forward
+from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_VOCAB = {"zh": ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt",
+                 "en": ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"}
+
+
+def read_labelled(path: str | Path) -> tuple[list[str], list[int]]:
+    """``(texts, labels)`` of a ``label<TAB>text`` file (``.gz`` read as gzip).
+
+    A first line whose first field is not an integer is a header naming the columns; the
+    label column is ``label`` and the text column ``text_a`` (or ``text``, else the other one).
+    Raises ValueError naming the file and line of a malformed row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no data file at {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts, labels = [], []
+    label_col, text_col = 0, 1
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.rstrip("\r\n").split("\t")
+            if lineno == 1 and not fields[0].strip().lstrip("-").isdigit():
+                names = [name.strip().lower() for name in fields]
+                if "label" not in names:
+                    raise ValueError(f"{path}:1: header {fields} has no 'label' column")
+                label_col = names.index("label")
+                text_col = next((names.index(n) for n in ("text_a", "text") if n in names),
+                                next(i for i in range(len(names)) if i != label_col))
+                continue
+            if not line.strip():
+                continue
+            if len(fields) <= max(label_col, text_col):
+                raise ValueError(f"{path}:{lineno}: expected label<TAB>text, got {len(fields)} field(s)")
+            try:
+                labels.append(int(fields[label_col]))
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: label {fields[label_col]!r} is not an integer") from None
+            texts.append(fields[text_col])
+    if not texts:
+        raise ValueError(f"{path}: no labelled rows")
+    return texts, labels
+
+
+def find_split(data_dir: Path, name: str) -> Path:
+    """``data_dir/name.tsv`` or ``name.tsv.gz``."""
+    for candidate in (data_dir / f"{name}.tsv", data_dir / f"{name}.tsv.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"no {name}.tsv or {name}.tsv.gz in {data_dir}")
+
+
+class TextEncoder:
+    """Text -> LinkedExample for the classifier: K-BERT segmentation (zh) or wordpieces + linker (en).
+
+    tokenizer: the BERT tokenizer. store: KG store (None: plain text). language: "zh" or "en".
+    """
+
+    def __init__(self, tokenizer: Any, store: Any = None, language: str = "zh"):
+        self.tokenizer, self.language = tokenizer, language
+        self.segmenter = JiebaSubjectSegmenter(tokenizer, store) if language == "zh" else None
+        self.linker = None
+        if language == "en" and store is not None:
+            from kept.kg.linker import EntityLinker
+
+            self.linker = EntityLinker.from_store(store)
+
+    def __call__(self, text: str) -> LinkedExample:
+        if self.segmenter is not None:
+            return self.segmenter(text)
+        if self.linker is not None:
+            from kept.kg.linker import link_example
+
+            return link_example(text, self.tokenizer, self.linker, "en")
+        return LinkedExample(text, self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class TreeClassificationCollate:
+    """``[(LinkedExample, label)]`` -> a tree batch (see :class:`SentenceTreeBuilder`) + ``labels`` [B]."""
+
+    def __init__(self, builder: SentenceTreeBuilder):
+        self.builder = builder
+
+    def __call__(self, items: list[tuple[LinkedExample, int]]) -> dict[str, torch.Tensor]:
+        tree = self.builder([ex for ex, _ in items])
+        return {**tree.as_dict(), "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
+
+
+class ClassificationData(pl.LightningDataModule):
+    """Train/dev/test splits encoded once, batched as sentence trees.
+
+    splits: {"train"|"dev"|"test": (texts, labels)}. encoder: a :class:`TextEncoder`.
+    builder: the tree builder (its branch table is None without a KG). batch_size: training
+    batch (evaluation uses twice as many). seed: shuffling seed. num_workers: loader workers.
+    """
+
+    def __init__(self, splits: dict[str, tuple[list[str], list[int]]], encoder: TextEncoder,
+                 builder: SentenceTreeBuilder, batch_size: int = 32, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.label_values = sorted(set(splits["train"][1]))
+        index = {value: i for i, value in enumerate(self.label_values)}
+        self.examples: dict[str, list[tuple[LinkedExample, int]]] = {}
+        for name, (texts, labels) in splits.items():
+            unknown = sorted(set(labels) - set(index))
+            if unknown:
+                raise ValueError(f"{name} split has labels {unknown} that the training split lacks")
+            self.examples[name] = [(encoder(t), index[y]) for t, y in zip(texts, labels)]
+        self.collate = TreeClassificationCollate(builder)
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_values)
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        return DataLoader(self.examples[name], batch_size=self.batch_size * (1 if train else 2), shuffle=train,
+                          generator=torch.Generator().manual_seed(self.seed) if train else None,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class SentenceClassifier(pl.LightningModule):
+    """A BertForSequenceClassification read through sentence trees; cross-entropy, accuracy.
+
+    num_labels: classes. vocab_size: tokenizer size. pretrained: local BERT checkpoint directory
+    (default None: a fresh BERT of the given sizes: hidden_size 128, num_layers 2, num_heads 2,
+    intermediate_size 512, max_position_embeddings 512). dropout: 0.1. lr: peak AdamW rate
+    (default 1e-4); weight_decay 0.01; warmup_ratio: share of steps of linear warm-up (0.1),
+    then linear decay.
+    """
+
+    def __init__(self, num_labels: int, vocab_size: int, pretrained: str | None = None, hidden_size: int = 128,
+                 num_layers: int = 2, num_heads: int = 2, intermediate_size: int = 512,
+                 max_position_embeddings: int = 512, dropout: float = 0.1, lr: float = 1e-4,
+                 weight_decay: float = 0.01, warmup_ratio: float = 0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        from transformers import BertConfig, BertForSequenceClassification
+
+        if pretrained is not None:
+            if not (Path(pretrained) / "config.json").exists():
+                raise FileNotFoundError(f"{pretrained} is not a local BERT checkpoint directory (no config.json)")
+            self.model = BertForSequenceClassification.from_pretrained(
+                pretrained, num_labels=num_labels, local_files_only=True, attn_implementation="sdpa")
+            if self.model.config.vocab_size != vocab_size:
+                raise ValueError(f"{pretrained} has {self.model.config.vocab_size} token embeddings but the "
+                                 f"tokenizer {vocab_size}: use the checkpoint's own vocabulary")
+        else:
+            config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                                num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                                max_position_embeddings=max_position_embeddings, hidden_dropout_prob=dropout,
+                                attention_probs_dropout_prob=dropout, num_labels=num_labels)
+            self.model = BertForSequenceClassification(config)
+
+    def forward_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """float [B, K] class logits of a tree batch."""
+        return tree_forward(self.model, batch).logits
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self.forward_logits(batch)                                               # [B, K]
+        loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
+        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
+        size = len(batch["labels"])
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=size)
+        self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", batch_size=size)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        decay = [p for n, p in self.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+        no_decay = [p for n, p in self.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    data = p.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="directory with train/dev/test .tsv or .tsv.gz (label<TAB>text)")
+    for name in ("train", "dev", "test"):
+        data.add_argument(f"--{name}", type=Path, help=f"{name} file (overrides --data)")
+    data.add_argument("--limit-train", type=int, default=None, help="use the first N training rows (default: all)")
+    data.add_argument("--limit-eval", type=int, default=None, help="use the first N dev and test rows (default: all)")
+    data.add_argument("--lang", choices=["zh", "en"], default="zh", help="zh: characters + jieba (default); en")
+    kg = p.add_argument_group("knowledge (K-BERT)")
+    kg.add_argument("--kg", type=Path, default=None, help="KG store directory; omit for no knowledge")
+    kg.add_argument("--max-entities", type=int, default=2, help="branches per word at most (default 2)")
+    kg.add_argument("--no-predicate", action="store_true", help="branch = object only (default: relation+object)")
+    kg.add_argument("--branch-seed", type=int, default=0, help="seed of the branch choice (default 0)")
+    model = p.add_argument_group("model")
+    model.add_argument("--pretrained", type=Path, default=None,
+                       help="local BERT checkpoint directory (default: a fresh BERT of the sizes below)")
+    model.add_argument("--vocab", type=Path, default=None,
+                       help="vocab.txt or tokenizer directory (default: --pretrained's, else kg_data/vocab/)")
+    model.add_argument("--hidden-size", type=int, default=128)
+    model.add_argument("--layers", type=int, default=2)
+    model.add_argument("--heads", type=int, default=2)
+    model.add_argument("--intermediate-size", type=int, default=512)
+    model.add_argument("--dropout", type=float, default=0.1)
+    train = p.add_argument_group("training")
+    train.add_argument("--out", type=Path, required=True, help="run directory: metrics.json, checkpoints, logs")
+    train.add_argument("--max-length", type=int, default=128, help="tree tokens per sentence (default 128)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    train.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps (default 0.1)")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (default: epochs decide)")
+    train.add_argument("--val-every", type=int, default=None, help="evaluate on dev every N steps (default: epoch)")
+    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--num-workers", type=int, default=0)
+    train.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a BERT sentence classifier, with or without K-BERT knowledge",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fine-tune and evaluate; returns 0, or 2 with a message for bad input."""
+    try:
+        metrics = finetune(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"kept finetune: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"dev accuracy {metrics['dev_accuracy']:.4f}  test accuracy {metrics['test_accuracy']:.4f}  "
+          f"-> {args.out / 'metrics.json'}")
+    return 0
+
+
+def finetune(args: argparse.Namespace) -> dict:
+    """The whole run; returns the metrics written to ``args.out/metrics.json``."""
+    from kept.train.data import load_tokenizer
+
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = {name: getattr(args, name) or (find_split(args.data, name) if args.data else None)
+             for name in ("train", "dev", "test")}
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        raise ValueError(f"give --data DIR or --{' --'.join(missing)}")
+    splits = {name: read_labelled(path) for name, path in paths.items()}
+    for name, limit in (("train", args.limit_train), ("dev", args.limit_eval), ("test", args.limit_eval)):
+        if limit is not None:
+            splits[name] = (splits[name][0][:limit], splits[name][1][:limit])
+    vocab = args.vocab or (args.pretrained if args.pretrained and (args.pretrained / "vocab.txt").exists()
+                           else DEFAULT_VOCAB[args.lang])
+    tokenizer = load_tokenizer(vocab)
+    pl.seed_everything(args.seed, verbose=False)
+    store = None
+    branches = None
+    if args.kg is not None:
+        from kept.kg import open_store
+
+        store = open_store(args.kg)
+        branches = BranchTable(store, tokenizer, args.lang, args.max_entities, not args.no_predicate,
+                               args.branch_seed)
+    builder = SentenceTreeBuilder(tokenizer, branches, args.max_length, add_sep=True)
+    encode_started = time.perf_counter()
+    data = ClassificationData(splits, TextEncoder(tokenizer, store, args.lang), builder, args.batch_size,
+                              args.seed, args.num_workers)
+    encode_s = time.perf_counter() - encode_started
+    model = SentenceClassifier(data.num_labels, len(tokenizer), str(args.pretrained) if args.pretrained else None,
+                               args.hidden_size, args.layers, args.heads, args.intermediate_size,
+                               max(512, args.max_length), args.dropout, args.lr, warmup_ratio=args.warmup)
+    args.out.mkdir(parents=True, exist_ok=True)
+    best = pl.callbacks.ModelCheckpoint(dirpath=args.out / "checkpoints", monitor="val/acc", mode="max",
+                                        save_top_k=1, filename="best-{step}")
+    trainer = pl.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, accelerator=args.accelerator,
+                         val_check_interval=args.val_every, check_val_every_n_epoch=None if args.val_every else 1,
+                         callbacks=[best], default_root_dir=args.out, enable_progress_bar=not args.no_progress,
+                         logger=pl.loggers.CSVLogger(args.out, name="logs"), enable_model_summary=False,
+                         log_every_n_steps=10, precision="bf16-mixed" if torch.cuda.is_available() else "32-true")
+    trainer.fit(model, datamodule=data)
+    # the checkpoint with the best dev accuracy; the final model when no validation ran (max_steps < an epoch)
+    selected = "best" if best.best_model_path else None
+    if selected:  # the dev accuracy that selected the checkpoint
+        dev = float(best.best_model_score)
+    else:
+        dev = trainer.validate(model, datamodule=data, verbose=False)[0]["val/acc"]
+    test = trainer.test(model, datamodule=data, ckpt_path=selected, verbose=False)[0]["test/acc"]
+    branch_tokens = [int(builder([ex for ex, _ in data.examples["dev"][i : i + 256]]).is_branch.sum())
+                     for i in range(0, min(len(data.examples["dev"]), 1024), 256)]
+    metrics = {"dev_accuracy": dev, "test_accuracy": test, "evaluated": str(best.best_model_path or "final model"),
+               "steps": trainer.global_step, "train_examples": len(data.examples["train"]),
+               "dev_examples": len(data.examples["dev"]), "test_examples": len(data.examples["test"]),
+               "labels": data.label_values, "kg": str(args.kg) if args.kg else None,
+               "branch_tokens_per_dev_sentence": float(np.sum(branch_tokens) / min(len(data.examples["dev"]), 1024)),
+               "encode_seconds": encode_s, "seconds": time.perf_counter() - started,
+               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}}
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``kept finetune`` on its own (``kept/cli.py`` registers the same parser with :func:`register`)."""
+    parser = argparse.ArgumentParser(prog="kept finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
