@@ -60,7 +60,7 @@ def build(method: str, args: argparse.Namespace, vocab_size: int):
         from kept.fusion.ernie_t_train import ErnieTModule
         from kept.kg import open_store
 
-        module = ErnieTModule(vocab_size=vocab_size, store=str(store), **size)
+        module = ErnieTModule(vocab_size=vocab_size, entity_store=str(store), **size)
         return module, training_batch(corpus, vocab, open_store(store).num_entities, args.batch, args.seq)
     if method == "uktp":
         from kept.fusion.uktp import UktpModule, benchmark_batch

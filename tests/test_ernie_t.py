@@ -166,7 +166,7 @@ def test_module_starts_from_a_local_bert(trex, tmp_path):
 
     BertForMaskedLM(BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
                                max_position_embeddings=64)).save_pretrained(tmp_path / "bert")
-    module = ErnieTModule(vocab_size=30522, store=str(trex["store"]), pretrained=str(tmp_path / "bert"),
+    module = ErnieTModule(vocab_size=30522, entity_store=str(trex["store"]), pretrained=str(tmp_path / "bert"),
                           num_aggregator_layers=2)
     c = module.model.config
     assert (c.num_text_layers, c.num_aggregator_layers, c.hidden_size, c.entity_dim) == (1, 2, 16, 32)
@@ -174,7 +174,7 @@ def test_module_starts_from_a_local_bert(trex, tmp_path):
 
     assert np.array_equal(module.model.entity_vectors[1:].numpy(), open_store(trex["store"]).entity_vectors())
     with pytest.raises(ValueError, match="checkpoint vocabulary has 30522 entries, the tokenizer 100"):
-        ErnieTModule(vocab_size=100, store=str(trex["store"]), pretrained=str(tmp_path / "bert"))
+        ErnieTModule(vocab_size=100, entity_store=str(trex["store"]), pretrained=str(tmp_path / "bert"))
 
 
 def example(n_tokens, spans, ids, text="t"):
@@ -253,7 +253,7 @@ def test_loss_on_a_fixed_batch_goes_down(trex):
     collator = ErnieTCollator(UnitMaskingCollator(load_tokenizer(VOCAB), max_length=32, mask_prob=0.3, seed=0),
                               trex["num_entities"])
     batch = collator([corpus[i] for i in range(8)])
-    module = ErnieTModule(vocab_size=30522, store=str(trex["store"]), hidden_size=64, num_layers=2, num_heads=2,
+    module = ErnieTModule(vocab_size=30522, entity_store=str(trex["store"]), hidden_size=64, num_layers=2, num_heads=2,
                           intermediate_size=128, max_position_embeddings=64, dropout=0.0)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-3)
     history = []
@@ -273,7 +273,7 @@ def test_loss_on_a_fixed_batch_goes_down(trex):
 def test_dea_accuracy_rises_above_chance(trex):
     data = ErnieTDataModule(str(trex["corpus"]), str(VOCAB), batch_size=16, max_length=32, val_fraction=0.08, seed=0)
     data.setup()
-    module = ErnieTModule(vocab_size=data.vocab_size, store=str(data.store_path), hidden_size=64, num_layers=2,
+    module = ErnieTModule(vocab_size=data.vocab_size, entity_store=str(data.store_path), hidden_size=64, num_layers=2,
                           num_heads=2, intermediate_size=128, max_position_embeddings=64, dropout=0.0)
     val = list(data.val_dataloader())
 
@@ -320,7 +320,7 @@ def _fit(trex, ckpt_dir, resume=None):
 def test_mid_epoch_resume_is_exact(trex, tmp_path):
     seen, module = _fit(trex, tmp_path / "full")
     assert len(seen) == 10  # 2 epochs x 5 batches
-    assert module.hparams.store == str(trex["store"])
+    assert module.hparams.entity_store == str(trex["store"])
     resumed, resumed_module = _fit(trex, tmp_path / "resumed", resume=str(tmp_path / "full" / "step=6.ckpt"))
     assert resumed == seen[6:]
     a, b = module.state_dict(), resumed_module.state_dict()
@@ -336,7 +336,7 @@ def test_store_resolution_and_mismatch(trex, tmp_path):
         resolve_store(tmp_path / "plain", None)
     with pytest.raises(FileNotFoundError, match="KG store .*missing.* not found"):
         resolve_store(trex["small"], tmp_path / "missing")
-    module = ErnieTModule(vocab_size=30522, store=str(trex["store"]), **TINY)
+    module = ErnieTModule(vocab_size=30522, entity_store=str(trex["store"]), **TINY)
     other = tmp_path / "other"
     other.mkdir()
 
@@ -351,7 +351,7 @@ def test_store_resolution_and_mismatch(trex, tmp_path):
 def test_export_reload_and_scorer(trex, tmp_path):
     tok = load_tokenizer(VOCAB)
     # two aggregators: in the last one attention precedes fusion, so only the aligned positions see entities
-    module = ErnieTModule(vocab_size=len(tok), store=str(trex["store"]), **{**TINY, "num_layers": 3},
+    module = ErnieTModule(vocab_size=len(tok), entity_store=str(trex["store"]), **{**TINY, "num_layers": 3},
                           num_aggregator_layers=2).eval()
     out = module.export_hf(tmp_path / "hf", tok)
     info = json.loads((out / "kept.json").read_text())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """What knowledge buys: every pretraining method at an equal budget, probed on T-REx facts.
 
-    .venv/bin/python experiments/compare_methods/run.py            # default budget, ~60 min on 2 cores
-    .venv/bin/python experiments/compare_methods/run.py --steps 3000 --seeds 0 1 2 3 4   # larger budget
+    .venv/bin/python experiments/compare_methods/run.py            # default budget (see docs/results.md for its run time)
+    .venv/bin/python experiments/compare_methods/run.py --steps 3000 --seeds 0 1 2 3 4   # a larger budget
 
 1. Data: the LAMA T-REx facts of ``--lama`` (default ``../shared/data/lama``), the first
    ``--per-relation`` facts of each relation, through ``kg_data/recipes/make_trex_sample.py``:
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 METHODS = ["mlm", "ernie-baidu", "kbert", "ernie-t", "uktp"]
 VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
+WD, WDT = "http://www.wikidata.org/entity/", "http://www.wikidata.org/prop/direct/"
 
 
 def log(message: str) -> None:
@@ -62,6 +63,17 @@ def make_data(args: argparse.Namespace) -> dict:
     with gzip.open(data / "train_sentences.jsonl.gz", "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in train)
     (data / "seen_facts.txt").write_text("".join(f"{uuid}\n" for uuid in sorted(seen)))
+    # the seen facts as N-Triples (labels kept): the store `kept probe --seen-kg` splits by
+    seen_triples = {(s["sub_uri"], s["predicate"], s["obj_uri"]) for s in train}
+    with gzip.open(data / "trex_facts.nt.gz", "rt", encoding="utf-8") as src, \
+            gzip.open(data / "seen_facts.nt.gz", "wt", encoding="utf-8") as dst:
+        for line in src:
+            parts = line.split(" ", 3)
+            if parts[1].startswith(f"<{WDT}"):
+                key = (parts[0][len(WD) + 1:-1], parts[1][len(WDT) + 1:-1], parts[2][len(WD) + 1:-1])
+                if key not in seen_triples:
+                    continue
+            dst.write(line)
     return {"facts_with_sentences": len(facts), "seen_facts": len(seen), "sentences": len(sentences),
             "training_sentences": len(train)}
 
@@ -77,6 +89,9 @@ def make_kg(args: argparse.Namespace) -> dict:
     if not (store / "meta.json").exists():
         log("building the KG store of all sampled facts")
         build_store([(args.out / "data" / "trex_facts.nt.gz", None)], store,
+                    BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
+    if not (args.out / "seen_store" / "meta.json").exists():
+        build_store([(args.out / "data" / "seen_facts.nt.gz", None)], args.out / "seen_store",
                     BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
     if not (store / "embeddings" / "transe" / "entity.npy").exists():
         log(f"TransE ({args.transe_minutes} min at most)")
@@ -114,19 +129,89 @@ def train(args: argparse.Namespace, method: str, seed: int) -> Path:
     return model
 
 
+def probe(args: argparse.Namespace, models: dict[str, list[Path]]) -> dict:
+    """Probe every model (seen/unseen split); mean ± std over seeds per method, report and plots."""
+    from kept.probe.cli import main as probe_main
+
+    out = args.out / "probe"
+    if not (out / "metrics.json").exists():
+        argv = ["--data", str(args.out / "data" / "probe"), "--kg", str(args.out / "store"),
+                "--seen-kg", str(args.out / "seen_store"), "--mode", "both", "--out", str(out), "--no-progress"]
+        if args.probe_facts:
+            argv += ["--max-facts", str(args.probe_facts)]
+        for dirs in models.values():
+            for d in dirs:
+                argv += ["--model", str(d), "--name", d.name]
+        log(f"probing {sum(map(len, models.values()))} models")
+        if probe_main(argv) != 0:
+            raise SystemExit("kept probe failed")
+    per_model = json.loads((out / "metrics.json").read_text())["models"]
+    table: dict = {}
+    for method, dirs in models.items():
+        for mode in ("single", "multi"):
+            for split in ("seen", "unseen", "all"):
+                for metric in ("p@1", "p@10", "mrr"):
+                    values = []
+                    for d in dirs:
+                        modes = per_model[d.name]["modes"].get(mode, {})
+                        macro = modes.get("macro") if split == "all" else modes.get(split, {}).get("macro")
+                        if macro and macro["n"]:
+                            values.append(100 * macro[metric])
+                    if values:
+                        table.setdefault(method, {}).setdefault(mode, {}).setdefault(split, {})[metric] = {
+                            "mean": round(float(np.mean(values)), 2), "std": round(float(np.std(values, ddof=1)), 2)
+                            if len(values) > 1 else 0.0, "runs": len(values)}
+    write_report(args, table)
+    return table
+
+
+def write_report(args: argparse.Namespace, table: dict) -> None:
+    """``OUT/report.md`` and ``OUT/compare_<mode>.png``: mean ± std over seeds, seen vs unseen facts."""
+    from matplotlib.figure import Figure
+
+    lines = ["| method | mode | facts | P@1 | P@10 | MRR |", "|---|---|---|---:|---:|---:|"]
+    for method, modes in table.items():
+        for mode, splits in modes.items():
+            for split in ("seen", "unseen", "all"):
+                m = splits.get(split)
+                if m:
+                    cells = [f"{m[k]['mean']:.1f} ± {m[k]['std']:.1f}" for k in ("p@1", "p@10", "mrr")]
+                    lines.append(f"| {method} | {mode} | {split} | " + " | ".join(cells) + " |")
+    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+    for mode in ("single", "multi"):
+        methods = [m for m in table if mode in table[m]]
+        if not methods:
+            continue
+        fig = Figure(figsize=(8, 4))
+        ax = fig.add_subplot()
+        width = 0.38
+        for j, split in enumerate(("seen", "unseen")):
+            means = [table[m][mode].get(split, {}).get("mrr", {}).get("mean", 0.0) for m in methods]
+            stds = [table[m][mode].get(split, {}).get("mrr", {}).get("std", 0.0) for m in methods]
+            ax.bar(np.arange(len(methods)) + (j - 0.5) * width, means, width, yerr=stds, capsize=3,
+                   label=f"{split} facts")
+        ax.set_xticks(np.arange(len(methods)), methods)
+        ax.set_ylabel("MRR (%)")
+        ax.set_title(f"T-REx cloze, {mode}-wordpiece mode: mean ± std over seeds")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.out / f"compare_{mode}.png", dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lama", type=Path, default=ROOT.parent / "shared" / "data" / "lama",
                    help="LAMA data directory (relations.jsonl + TREx/); default ../shared/data/lama")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "compare_methods", help="work and report folder")
-    p.add_argument("--per-relation", type=int, default=400, help="facts per T-REx relation (default 400)")
+    p.add_argument("--per-relation", type=int, default=300, help="facts per T-REx relation (default 300)")
     p.add_argument("--seen-fraction", type=float, default=0.8, help="share of facts whose sentences are trained on")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the seen/unseen split (default 0)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps per run (default 600)")
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps per run (default 500)")
     p.add_argument("--transe-minutes", type=float, default=2.0, help="TransE training cap (default 2)")
     p.add_argument("--workers", type=int, default=None, help="linking processes (default: all cores)")
+    p.add_argument("--probe-facts", type=int, default=0, help="probe the first N facts per relation (0: all)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ class ErnieTModule(PretrainModule):
 
     Args:
         vocab_size: tokenizer vocabulary size (linked from the data module by ``kept pretrain``).
-        store: KG store whose entity vectors the model uses (default None: the data module's
+        entity_store: KG store whose entity vectors the model uses (default None: the data module's
             ``store_path``, taken when training starts). embedding: which of the store's vectors
             (default "transe"); their dimension is the entity dimension.
         pretrained: local BERT checkpoint directory to start from (default: from scratch). Its
@@ -48,7 +48,7 @@ class ErnieTModule(PretrainModule):
         lr, weight_decay, warmup_steps, seed: as :class:`~kept.train.mlm.MaskedLMModule`.
     """
 
-    def __init__(self, vocab_size: int = 30522, store: str | None = None, embedding: str = "transe",
+    def __init__(self, vocab_size: int = 30522, entity_store: str | None = None, embedding: str = "transe",
                  pretrained: str | None = None, hidden_size: int = 256, num_layers: int = 4,
                  num_aggregator_layers: int | None = None, num_heads: int = 4, intermediate_size: int = 1024,
                  max_position_embeddings: int = 512, entity_heads: int = 4, dropout: float = 0.1,
@@ -56,8 +56,8 @@ class ErnieTModule(PretrainModule):
         super().__init__()
         self.save_hyperparameters()
         self.model: ErnieTForPreTraining | None = None
-        if store is not None:
-            self.build(store)
+        if entity_store is not None:
+            self.build(entity_store)
 
     def build(self, store: str | Path) -> None:
         """Create the network for the entity vectors of ``store`` (called once)."""
@@ -87,12 +87,12 @@ class ErnieTModule(PretrainModule):
         data_store = getattr(datamodule, "store_path", None)
         if self.model is None:
             if data_store is None:
-                raise ValueError("ErnieTModule needs a KG store: pass model.store, or use ErnieTDataModule "
+                raise ValueError("ErnieTModule needs a KG store: pass model.entity_store, or use ErnieTDataModule "
                                  "(whose store it then takes)")
-            self.hparams.store = str(data_store)  # recorded in checkpoints, so they load on their own
+            self.hparams.entity_store = str(data_store)  # recorded in checkpoints, so they load on their own
             self.build(data_store)
-        elif data_store is not None and Path(data_store).resolve() != Path(self.hparams.store).resolve():
-            raise ValueError(f"the model's store {self.hparams.store} differs from the data's {data_store}: "
+        elif data_store is not None and Path(data_store).resolve() != Path(self.hparams.entity_store).resolve():
+            raise ValueError(f"the model's store {self.hparams.entity_store} differs from the data's {data_store}: "
                              f"entity ids would not match")
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,7 +114,7 @@ class ErnieTModule(PretrainModule):
         out = save_pretrained(self.model, out)
         tokenizer.save_pretrained(out)
         c = self.model.config
-        info = {"method": "ernie-t", "store": str(self.hparams.store), "embedding": self.hparams.embedding,
+        info = {"method": "ernie-t", "store": str(self.hparams.entity_store), "embedding": self.hparams.embedding,
                 "num_entities": c.num_entities, "entity_dim": c.entity_dim, "num_text_layers": c.num_text_layers,
                 "num_aggregator_layers": c.num_aggregator_layers}
         (out / "kept.json").write_text(json.dumps(info, indent=2) + "\n")

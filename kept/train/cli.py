@@ -14,6 +14,7 @@ in Hugging Face format at the end. The trainer defaults to
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def _method_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = _method_args(sys.argv[2:] if argv is None else argv)
+    argv = sys.argv[2:] if argv is None else argv
+    method = next((name for name in methods() if ["--method", name] in (argv[i:i + 2] for i in range(len(argv)))
+                   or f"--method={name}" in argv), None)
+    argv = _method_args(argv)
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
     try:
         cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = saved
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("export"):
-        out = cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer)
+        out = Path(cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer))
+        if method is not None and not (out / "kept.json").exists():  # which method made it, for `kept probe`
+            (out / "kept.json").write_text(json.dumps({"method": method}) + "\n")
         print(f"exported the model in Hugging Face format to {out}")
     return 0
