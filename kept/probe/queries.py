@@ -65,11 +65,11 @@ def fill_sentence(sentence: str, num_masks: int, subject: str | None, mask_token
     if not subject:
         return text, None
     mask_start = sentence.index(LAMA_MASK)
-    lowered, needle = text.lower(), subject.lower()
-    start = lowered.find(needle)
-    if mask_start <= start < mask_start + len(masks) or (start < mask_start < start + len(needle)):
-        start = lowered.find(needle, mask_start + len(masks))           # the first match touched the masks
-    return text, ((start, start + len(subject)) if start >= 0 else None)
+    mask_end = mask_start + len(masks)
+    for match in re.finditer(re.escape(subject), text, flags=re.IGNORECASE):   # spans of the original text
+        if match.end() <= mask_start or match.start() >= mask_end:            # not touching the masks
+            return text, match.span()
+    return text, None
 
 
 class QueryBuilder:

@@ -43,8 +43,11 @@ def markdown_report(models: dict, title: str = "Cloze probe") -> str:
         header = "| relation | " + " | ".join(f"{n} P@1 | {n} P@10 | {n} MRR | {n} n" for n in names) + " |"
         lines += [header, "|---|" + "---|" * (4 * len(names))]
         for rel in _relations(models, mode):
-            label = next((m["modes"][mode]["relations"][rel].get("label") for m in models.values()
-                          if rel in m["modes"].get(mode, {}).get("relations", {})), "")
+            info = next(m["modes"][mode]["relations"][rel] for m in models.values()
+                        if rel in m["modes"].get(mode, {}).get("relations", {}))
+            label = info.get("label") or ""
+            if "candidates" in info:  # multi mode: a relation with few candidates is easy
+                label += f" ({info['candidates']} candidates)"
             cells = []
             for name in names:
                 r = models[name]["modes"].get(mode, {}).get("relations", {}).get(rel)

@@ -1,0 +1,187 @@
+"""``kept probe``: LAMA-style cloze probing of one or more models.
+
+    kept probe --model runs/demo/models/mlm [--model DIR --name NAME ...] \\
+        --data kg_data/trex/probe --out runs/probe [--kg STORE] [--seen-kg STORE] ...
+
+Writes ``OUT/metrics.json`` (options and, per model and mode, metrics per relation,
+macro and micro averages, seen/unseen splits), ``OUT/report.md`` (Markdown tables),
+``OUT/<mode>.png`` (per-relation bars, models side by side; ``<mode>_seen.png`` for the
+split) and ``OUT/predictions.jsonl`` (one line per query: rank and top prediction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from kept.probe.lama import ProbeDataError, load_probe_set, read_common_vocab
+from kept.probe.probe import ProbeOptions, probe_relations
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``kept probe``."""
+    p.add_argument("--model", action="append", required=True, metavar="DIR",
+                   help="model directory (Hugging Face BERT or a kept export); repeat to compare models")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="display name of each --model, in order (default: the directory names)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="LAMA-format directory: one <relation>.jsonl[.gz] per relation (e.g. kg_data/trex/probe, "
+                        "../shared/data/lama/TREx)")
+    p.add_argument("--relations-file", metavar="FILE",
+                   help="templates (LAMA relations.jsonl; default: DATA/relations.jsonl or DATA/../relations.jsonl)")
+    p.add_argument("--relation", action="append", metavar="ID",
+                   help="relation(s) to probe, repeatable or comma-separated (default: all files in DATA)")
+    p.add_argument("--max-facts", type=int, metavar="N", help="probe the first N facts of each relation")
+    p.add_argument("--queries", choices=("template", "sentences"), default="template",
+                   help="fill the relation's template (default) or use the facts' masked evidence sentences")
+    p.add_argument("--max-sentences", type=int, default=1, metavar="N",
+                   help="masked sentences per fact with --queries sentences, one query each (default 1)")
+    p.add_argument("--mode", choices=("single", "multi", "both"), default="both",
+                   help="single: LAMA single-wordpiece objects over the vocabulary; multi: all objects among the "
+                        "relation's distinct objects; both (default)")
+    p.add_argument("--common-vocab", metavar="FILE",
+                   help="single mode: rank over these tokens only (one per line, LAMA common_vocab) and skip facts "
+                        "whose object is not one of them")
+    p.add_argument("--multi-scoring", choices=("masked", "pll"), default="masked",
+                   help="multi mode: all pieces masked at once (default) or pseudo-log-likelihood (slower)")
+    p.add_argument("--length-norm", choices=("mean", "sum"), default="mean",
+                   help="multi mode: mean (default) or sum of a candidate's wordpiece log-probs")
+    p.add_argument("--max-object-pieces", type=int, default=10, metavar="N",
+                   help="multi mode: longest object in wordpieces (default 10)")
+    p.add_argument("--filter-objects", action="store_true",
+                   help="leave other true objects of the same subject out of the ranking")
+    p.add_argument("--kg", metavar="STORE",
+                   help="KG store: subjects whose sub_uri is a key get their entity, the linker marks the rest; "
+                        "knowledge methods (kbert, ernie-t) use it")
+    p.add_argument("--no-link", action="store_true", help="with --kg: mark subjects by sub_uri only, no linker")
+    p.add_argument("--seen-kg", metavar="STORE",
+                   help="split metrics by whether the fact's (sub_uri, relation, obj_uri) triple is in this store")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="word units and linker language (default en)")
+    p.add_argument("--vocab", metavar="FILE", help="vocab.txt for models saved without their tokenizer")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="plain BERT models: weights and activations (default float32)")
+    p.add_argument("--quantize", action="store_true",
+                   help="plain BERT models on CPU: int8 dynamic quantisation of the Linear layers")
+    p.add_argument("--batch-size", type=int, default=128, help="queries per forward pass (default 128)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def register(sub) -> None:
+    """Add ``kept probe`` to the ``kept`` subcommands."""
+    p = sub.add_parser("probe", help="LAMA-style cloze probing: P@1, P@10, MRR per relation, report and plots",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def model_names(models: list[str], names: list[str] | None) -> list[str]:
+    """Display names: the given ones, or the directory names made unique."""
+    if names:
+        if len(names) != len(models):
+            raise ValueError(f"{len(names)} --name for {len(models)} --model; give one name per model")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--name values must be different: {names}")
+        return names
+    out: list[str] = []
+    for model in models:
+        base = Path(model).resolve().name or "model"
+        name, k = base, 2
+        while name in out:
+            name, k = f"{base}-{k}", k + 1
+        out.append(name)
+    return out
+
+
+def _tokenizer(model_dir: Path, vocab: str | None):
+    from kept.train.data import load_tokenizer
+
+    if vocab is not None:
+        return load_tokenizer(vocab)
+    if not any((model_dir / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        raise FileNotFoundError(f"{model_dir} has no tokenizer (tokenizer.json or vocab.txt); pass --vocab FILE")
+    return load_tokenizer(model_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``kept probe`` from parsed arguments; returns the exit status (2 for bad input)."""
+    from kept.kg.store import StoreError
+
+    try:
+        return _run(args)
+    except (ProbeDataError, StoreError, FileNotFoundError, ValueError) as exc:
+        print(f"kept probe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kept.kg.linker import EntityLinker, LinkerConfig
+    from kept.kg.store import open_store
+    from kept.probe.queries import QueryBuilder
+    from kept.probe.report import markdown_report, plot_report
+    from kept.probe.scorers import load_scorer, read_method
+
+    names = model_names(args.model, args.name)
+    relations = [r for value in args.relation or [] for r in value.split(",") if r] or None
+    options = ProbeOptions(queries=args.queries, max_facts=args.max_facts, max_sentences=args.max_sentences,
+                           modes=("single", "multi") if args.mode == "both" else (args.mode,),
+                           common_vocab=read_common_vocab(args.common_vocab) if args.common_vocab else None,
+                           multi_scoring=args.multi_scoring, length_norm=args.length_norm,
+                           max_object_pieces=args.max_object_pieces, filter_objects=args.filter_objects,
+                           progress=not args.no_progress)
+    probe_set = load_probe_set(args.data, relations, args.relations_file)
+    store = open_store(args.kg) if args.kg else None
+    seen_store = open_store(args.seen_kg) if args.seen_kg else None
+    linker = (EntityLinker.from_store(store, LinkerConfig(language=args.lang))
+              if store is not None and not args.no_link else None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models: dict = {}
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as predictions:
+        for name, model_dir in zip(names, map(Path, args.model)):
+            method, _ = read_method(model_dir)
+            tokenizer = _tokenizer(model_dir, args.vocab)
+            extra = {"dtype": args.dtype, "quantize": args.quantize, "batch_size": args.batch_size,
+                     "tokenizer": tokenizer}
+            scorer = load_scorer(model_dir, store=store, device=args.device, **extra)
+            builder = QueryBuilder(getattr(scorer, "tokenizer", None) or tokenizer, store=store, link=False,
+                                   lang=args.lang, linker=linker)
+            start = time.perf_counter()
+            metrics, records = probe_relations(scorer, builder, probe_set, options, seen_store, name=name)
+            seconds = time.perf_counter() - start
+            models[name] = {"model_dir": str(model_dir), "method": method, "seconds": round(seconds, 3),
+                            "modes": metrics}
+            for record in records:
+                predictions.write(json.dumps({"model": name, **record}, ensure_ascii=False) + "\n")
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config["relations_probed"] = [r.relation for r, _ in probe_set]
+    (out / "metrics.json").write_text(json.dumps({"config": config, "models": models}, indent=2,
+                                                 ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown_report(models), encoding="utf-8")
+    plots = plot_report(models, out)
+    for name, info in models.items():
+        for mode, m in info["modes"].items():
+            macro = m["macro"]
+            if macro["n"]:
+                print(f"{name} {mode}: P@1 {100 * macro['p@1']:.1f}  P@10 {100 * macro['p@10']:.1f}  "
+                      f"MRR {100 * macro['mrr']:.1f}  ({macro['n']} queries, {macro['relations']} relations)")
+            else:
+                print(f"{name} {mode}: no query could be probed (see 'skipped' in metrics.json)")
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {', '.join(p.name for p in plots)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``kept probe`` as a standalone entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="kept probe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
