@@ -18,16 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     from kept.data import cli as data_cli
     from kept.kg import cli as kg_cli
     from kept.kg import link_cli
-    from kept.probe import cli as probe_cli
-    from kept.train import finetune
 
     kg_cli.register(sub)
     link_cli.register(sub)
     data_cli.register(sub)
+    # these three parse their own arguments (and import torch only when they run): `kept NAME --help`
     sub.add_parser("pretrain", help="pretrain a model with one of the methods (LightningCLI; "
                                     "`kept pretrain --help`)", add_help=False)
-    finetune.register(sub)
-    probe_cli.register(sub)
+    sub.add_parser("finetune", help="fine-tune a BERT sentence classifier, with or without K-BERT knowledge "
+                                    "(`kept finetune --help`)", add_help=False)
+    sub.add_parser("probe", help="LAMA-style cloze probing: P@1, P@10, MRR per relation, report and plots "
+                                 "(`kept probe --help`)", add_help=False)
     demo.register(sub)
     return parser
 
@@ -42,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         from kept.train.cli import main as pretrain_main
 
         return pretrain_main(argv[1:])
+    if argv[:1] == ["finetune"]:
+        from kept.train.finetune import main as finetune_main
+
+        return finetune_main(argv[1:])
+    if argv[:1] == ["probe"]:
+        from kept.probe.cli import main as probe_main
+
+        return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

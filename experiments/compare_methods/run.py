@@ -120,6 +120,8 @@ def train(args: argparse.Namespace, method: str, seed: int) -> Path:
             "--trainer.logger.init_args.save_dir", str(run_dir), "--export", str(model)]
     if method != "mlm" and method != "ernie-baidu":
         argv += ["--data.init_args.store", str(args.out / "store")]
+    if method == "ernie-t":  # both layers aggregators: with M = 1 entity vectors never reach a [MASK]
+        argv += ["--model.init_args.num_aggregator_layers", "2"]
     if method == "ernie-baidu":
         argv += ["--trainer.callbacks.init_args.boundaries",
                  json.dumps({"phrase": args.steps // 3, "entity": 2 * args.steps // 3})]

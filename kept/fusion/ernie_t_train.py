@@ -99,7 +99,8 @@ class ErnieTModule(PretrainModule):
         """``loss`` = ``mlm`` + ``dea``; also ``dea_acc`` and ``dea_chance`` (1 / candidates) when entities are aligned."""
         hidden = self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
                             batch["entity_positions"], batch["entity_ids"])                   # [B, L, H]
-        mlm = masked_lm_loss(self.model.mlm_logits(hidden), batch["labels"])
+        predicted = batch["labels"] != -100                                                   # [B, L]
+        mlm = masked_lm_loss(self.model.mlm_logits(hidden[predicted]), batch["labels"][predicted])  # head at [P]
         scores = self.model.entity_logits(hidden, batch["entity_positions"], batch["candidate_ids"])  # [B, K, C]
         dea, accuracy = dea_loss(scores, batch["entity_labels"])
         out = {"loss": mlm + dea, "mlm": mlm, "dea": dea}

@@ -29,9 +29,8 @@ from kept.data.examples import LinkedCorpus, LinkedExample
 from kept.fusion.kbert_tree import BranchTable, CharVocab, SentenceTreeBuilder, build_trees
 from kept.kg.store import KGStore, open_store
 from kept.masking.ernie import IGNORE_INDEX, UnitMaskingCollator, mask_units
-from kept.train.base import PretrainModule
 from kept.train.data import PretrainDataModule, load_tokenizer
-from kept.train.mlm import build_bert_mlm, masked_lm_loss
+from kept.train.mlm import MaskedLMModule, masked_lm_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,7 +181,7 @@ class KBertDataModule(PretrainDataModule):
                 "max_length": self.hparams.max_length, "add_sep": True}
 
 
-class KBertModule(PretrainModule):
+class KBertModule(MaskedLMModule):
     """K-BERT masked-LM pretraining of a stock ``BertForMaskedLM``.
 
     Args: as :class:`~kept.train.mlm.MaskedLMModule` (vocab_size, pretrained, model sizes for a
@@ -191,15 +190,7 @@ class KBertModule(PretrainModule):
     and written to ``kept.json`` by :meth:`export_hf`.
     """
 
-    def __init__(self, vocab_size: int = 30522, pretrained: str | None = None, hidden_size: int = 256,
-                 num_layers: int = 4, num_heads: int = 4, intermediate_size: int = 1024,
-                 max_position_embeddings: int = 512, dropout: float = 0.1, lr: float = 5e-4,
-                 weight_decay: float = 0.01, warmup_steps: int = 100, seed: int = 0):
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = build_bert_mlm(pretrained, vocab_size, hidden_size, num_layers, num_heads,
-                                    intermediate_size, max_position_embeddings, dropout)
-        self.kbert_options: dict = {}
+    kbert_options: dict = {}  # replaced (never mutated) in setup / on_load_checkpoint
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -45,7 +45,7 @@ from kept.fusion.uktp_data import (
 )
 from kept.masking.ernie import UnitMaskingCollator
 from kept.train.data import load_tokenizer
-from kept.train.mlm import MaskedLMModule
+from kept.train.mlm import MaskedLMModule, predicted_logits
 
 
 # ---- mixing UKTP and plain-MLM batches -----------------------------------------------------------
@@ -185,9 +185,10 @@ class UktpModule(MaskedLMModule):
     """
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            token_type_ids=batch.get("token_type_ids")).logits                # [B, L, V]
-        return uktp_losses(logits, batch["labels"], batch.get("triple_tokens"))
+        logits, predicted = predicted_logits(self.model, batch)                                # [P, V], [B, L]
+        triple = batch.get("triple_tokens")
+        return uktp_losses(logits[None], batch["labels"][predicted][None],                     # as one row [1, P]
+                           None if triple is None else triple[predicted][None])
 
     def export_hf(self, out: str | Path, tokenizer) -> Path:
         """A stock ``BertForMaskedLM`` directory (weights, config, tokenizer) plus ``kept.json`` {"method": "uktp"}."""

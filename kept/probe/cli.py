@@ -71,13 +71,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def register(sub) -> None:
-    """Add ``kept probe`` to the ``kept`` subcommands."""
-    p = sub.add_parser("probe", help="LAMA-style cloze probing: P@1, P@10, MRR per relation, report and plots",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
 
 def model_names(models: list[str], names: list[str] | None) -> list[str]:
     """Display names: the given ones, or the directory names made unique."""

@@ -271,12 +271,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("finetune", help="fine-tune a BERT sentence classifier, with or without K-BERT knowledge",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune and evaluate; returns 0, or 2 with a message for bad input."""
@@ -356,7 +350,7 @@ def finetune(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``kept finetune`` on its own (``kept/cli.py`` registers the same parser with :func:`register`)."""
+    """``kept finetune`` on its own (``kept finetune`` dispatches here)."""
     parser = argparse.ArgumentParser(prog="kept finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
