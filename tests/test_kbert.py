@@ -447,6 +447,16 @@ def test_kept_pretrain_kbert_cli_export_and_scorer(trex_corpus, trex_linked, tmp
     assert 0 < sum(has_branches) < len(queries)
     for q, branched in zip(queries, has_branches):
         assert torch.equal(scorer.mask_log_probs([q])[0], blind.mask_log_probs([q])[0]) != branched
+    # a query whose branches would push its [MASK]s out of the tree is scored without branches
+    q = next(q for q, branched in zip(queries, has_branches) if branched)
+    fits_plain = len(q.input_ids) + 2
+    tight = KBertScorer(scorer.model, tok, scorer.builder.branches, max_length=fits_plain)
+    assert not ((tight.builder([q]).input_ids == tok.mask_token_id) & ~tight.builder([q]).is_branch).sum() == \
+        int((q.input_ids == tok.mask_token_id).sum())                                 # branches cut a [MASK]
+    tight_blind = KBertScorer(scorer.model, tok, None, max_length=fits_plain)
+    assert torch.equal(tight.mask_log_probs([q])[0], tight_blind.mask_log_probs([q])[0]) and tight.fallbacks == 1
+    with pytest.raises(ValueError, match="even without branches"):
+        KBertScorer(scorer.model, tok, None, max_length=fits_plain - 3).mask_log_probs([q])
     with pytest.raises(ValueError, match="not a K-BERT export"):
         KBertScorer.from_pretrained(tmp_path / "run", store)
 
