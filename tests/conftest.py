@@ -23,3 +23,21 @@ def medical_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("stores") / "medical"
     build_store([(need_data("kg", "Medical.spo"), None)], out, BuildOptions(progress=False))
     return open_store(out)
+
+
+@pytest.fixture(scope="session")
+def trex_sample(tmp_path_factory):
+    """The shipped T-REx KG store and its first 600 sentences linked against it: (store dir, corpus dir)."""
+    import gzip
+    import itertools
+
+    from kept.data.build import CorpusOptions, build_linked_corpus
+    from kept.kg.build import BuildOptions, build_store
+
+    root = tmp_path_factory.mktemp("trex_sample")
+    build_store([(ROOT / "kg_data" / "trex" / "trex_facts.nt.gz", None)], root / "store", BuildOptions(progress=False))
+    with gzip.open(ROOT / "kg_data" / "trex" / "sentences.jsonl.gz", "rt") as f:
+        (root / "sentences.jsonl").write_text("".join(itertools.islice(f, 600)))
+    build_linked_corpus(root / "sentences.jsonl", root / "corpus", ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt",
+                        root / "store", CorpusOptions(phrases=None), workers=0, progress=False)
+    return root / "store", root / "corpus"

@@ -33,7 +33,6 @@ from kept.kg.build import BuildOptions, build_store
 from kept.train.data import load_tokenizer
 
 VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
-DEMO_STORE, DEMO_CORPUS = ROOT / "runs" / "demo" / "stores" / "trex", ROOT / "runs" / "demo" / "corpus" / "trex"
 NAMES = ["paris", "france", "berlin", "germany", "rome", "italy", "madrid", "spain", "london", "england", "tokyo",
          "japan", "cairo", "egypt", "lima", "peru", "oslo", "norway", "vienna", "austria", "new york city"]
 RELATIONS = ["capital of", "located in", "twinned with", "larger than"]
@@ -106,10 +105,8 @@ def test_pairing_matches_brute_force(kg, corpus, chunk_examples):
             assert (h, r, t) in set(map(tuple, triples.tolist()))
 
 
-def test_pairing_on_the_demo_trex_corpus():
-    if not (DEMO_STORE / "meta.json").exists() or not (DEMO_CORPUS / "meta.json").exists():
-        pytest.skip("runs/demo not built (kept demo)")
-    store, corpus = open_store(DEMO_STORE), LinkedCorpus(DEMO_CORPUS)
+def test_pairing_on_the_shipped_trex_corpus(trex_sample):
+    store, corpus = open_store(trex_sample[0]), LinkedCorpus(trex_sample[1])
     pairing = pair_triples(corpus.arrays["entity_ids"], corpus.indptr["entities"], store.triples, store.num_entities)
     by_pair: dict[tuple[int, int], list[int]] = {}
     for k, (h, _, t) in enumerate(np.asarray(store.triples).tolist()):
@@ -362,11 +359,10 @@ def test_mid_epoch_resume_is_exact(kg, tmp_path):
     assert torch.equal(resumed_weights, weights)
 
 
-def test_benchmark_batch_on_real_data(tok):
-    if not (DEMO_STORE / "meta.json").exists() or not (DEMO_CORPUS / "meta.json").exists():
-        pytest.skip("runs/demo not built (kept demo)")
-    uktp = benchmark_batch(DEMO_STORE, DEMO_CORPUS, VOCAB, batch_size=4, seq_len=96)
-    mlm = benchmark_batch(DEMO_STORE, DEMO_CORPUS, VOCAB, batch_size=4, seq_len=96, kind="mlm")
+def test_benchmark_batch_on_real_data(tok, trex_sample):
+    store, corpus = trex_sample
+    uktp = benchmark_batch(store, corpus, VOCAB, batch_size=4, seq_len=96)
+    mlm = benchmark_batch(store, corpus, VOCAB, batch_size=4, seq_len=96, kind="mlm")
     assert uktp["input_ids"].shape == mlm["input_ids"].shape == (4, 96)
     assert uktp["triple_tokens"].any() and "triple_tokens" not in mlm
     module = UktpModule(vocab_size=len(tok), **TINY)

@@ -23,9 +23,8 @@ class PretrainModule(pl.LightningModule):
     implement :meth:`losses`.
     """
 
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Named scalar losses/metrics of a batch; ``"loss"`` is the one optimised."""
-        raise NotImplementedError
+    # Subclasses define ``losses(batch) -> dict[str, Tensor]``: named scalar losses/metrics of a
+    # batch, ``"loss"`` being the one optimised.
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.losses(batch)["loss"]
