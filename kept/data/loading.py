@@ -27,6 +27,18 @@ from torch.utils.data import DataLoader, Dataset
 from kept.data.examples import LinkedCorpus, LinkedExample
 
 
+def split_indices(num_examples: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation split of ``range(num_examples)``: ``(val_indices, train_indices)``, sorted.
+
+    val_fraction: share held out (at least one example when > 0 and there are two or more; 0
+    disables validation). The permutation depends on ``seed`` only, so every data module of a
+    run (and a resumed run) holds out the same examples.
+    """
+    order = np.random.default_rng([seed, 2**31]).permutation(num_examples)
+    n_val = 0 if val_fraction <= 0 or num_examples < 2 else max(1, round(num_examples * val_fraction))
+    return np.sort(order[:n_val]), np.sort(order[n_val:])
+
+
 class EpochBatchSampler:
     """Yields lists of ``(epoch, batch_index, example_index)`` for one epoch.
 

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from kept.data.examples import LinkedCorpus, LinkedExample
-from kept.data.loading import EpochBatchSampler, ResumableDataModule
+from kept.data.loading import EpochBatchSampler, ResumableDataModule, split_indices
 from kept.fusion.uktp_data import (
     TriplePairing,
     UktpCollator,
@@ -261,10 +261,7 @@ class UktpDataModule(ResumableDataModule):
         entity_labels, relation_labels = build_label_tables(store, self.pairing, self.tokenizer, hp.max_label_tokens)
         self.uktp_collator = UktpCollator(self.tokenizer, entity_labels, relation_labels, hp.max_length,
                                           hp.mask_prob, tuple(hp.triple_elements))
-        n = len(self.corpus)
-        order = np.random.default_rng([hp.seed, 2**31]).permutation(n)
-        n_val = 0 if hp.val_fraction <= 0 or n < 2 else max(1, round(n * hp.val_fraction))
-        self.val_indices, self.train_indices = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.val_indices, self.train_indices = split_indices(len(self.corpus), hp.seed, hp.val_fraction)
 
     def _loader(self, indices: np.ndarray, seed: int, shuffle: bool, strict: bool) -> DataLoader:
         hp = self.hparams

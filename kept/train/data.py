@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedCorpus
-from kept.data.loading import CorpusDataset, EpochBatchSampler, ResumableDataModule
+from kept.data.loading import CorpusDataset, EpochBatchSampler, ResumableDataModule, split_indices
 from kept.masking.ernie import CurriculumSchedule, UnitMaskingCollator
 
 
@@ -81,10 +81,8 @@ class PretrainDataModule(ResumableDataModule):
         if self.corpus is not None:
             return
         self.corpus = LinkedCorpus(self.hparams.corpus)
-        n = len(self.corpus)
-        order = np.random.default_rng([self.hparams.seed, 2**31]).permutation(n)
-        n_val = 0 if self.hparams.val_fraction <= 0 or n < 2 else max(1, round(n * self.hparams.val_fraction))
-        self.val_indices, self.train_indices = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.val_indices, self.train_indices = split_indices(len(self.corpus), self.hparams.seed,
+                                                             self.hparams.val_fraction)
 
     def train_dataloader(self) -> DataLoader:
         dataset = CorpusDataset(self.corpus, self.train_indices)
