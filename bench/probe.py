@@ -14,7 +14,8 @@ on the weights). Timed in the same run, interleaved rounds, best of ``--repeats`
 * ``batched``: :class:`kept.probe.scorers.MaskedLMScorer` (length-sorted batches, SDPA,
   inference mode, MLM head only at [MASK] rows), float32; and its opt-in ``bfloat16`` and
   ``int8`` (dynamic quantisation) variants;
-* ``end_to_end``: ``probe_relations`` in single mode (query building + scoring + ranking), float32.
+* ``end_to_end``: ``probe_relations`` in single mode (query building + scoring + ranking), float32
+  and int8.
 
 With ``--real-model`` (a trained model directory, e.g. the demo's), the three precisions
 are also compared on what matters: the ranks and macro metrics of a full probe.
@@ -127,13 +128,14 @@ def main() -> None:
     e2e_options = ProbeOptions(modes=("single",), progress=False)
     best: dict[str, float] = {}
     for _ in range(args.repeats):
-        for name in ["naive_float32", *variants, "end_to_end_float32"]:
+        for name in ["naive_float32", *variants, "end_to_end_float32", "end_to_end_int8"]:
             start = time.perf_counter()
             if name == "naive_float32":
                 naive_log_probs(model, tokenizer, naive_set)
                 n = len(naive_set)
-            elif name == "end_to_end_float32":
-                metrics, _ = probe_relations(variants["batched_float32"], builder, probe_set, e2e_options)
+            elif name.startswith("end_to_end_"):
+                scorer = variants["batched_" + name.removeprefix("end_to_end_")]
+                metrics, _ = probe_relations(scorer, builder, probe_set, e2e_options)
                 n = metrics["single"]["macro"]["n"]
             else:
                 variants[name].mask_log_probs(queries)
