@@ -4,7 +4,9 @@
 
 Settings (both sides): dim 100, batch 1024, one negative per positive (head or tail
 replaced 50/50, no sharing), L1 distance, margin ranking loss with margin 1, entities
-renormalised to unit norm, Adam lr 0.001, the same number of epochs, no validation.
+renormalised to unit norm, Adam lr 0.001, the same number of epochs, no validation,
+the same glibc malloc thresholds (kept sets them itself; PyKEEN's subprocess gets them
+through its environment: ``PYKEEN_MALLOC_ENV``).
 kept runs twice: with its default lazy ``sparse_adam`` and with dense ``adam`` (PyKEEN's
 optimizer). Measured: seconds per training epoch (the three sides interleaved, 1 +
 ``--repeats`` runs each, the fastest kept), and the filtered evaluation of the
@@ -43,10 +45,14 @@ from kept.kg.build import BuildOptions, build_store
 from kept.kg.evaluate import KnownTriples, evaluate_link_prediction
 from kept.kg.transe import TransEConfig
 from kept.kg.transe_train import train_transe
+from kept.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
 PYKEEN_PYTHON = ROOT / "bench" / ".venv-pykeen" / "bin" / "python"
 FB15K237 = ROOT.parent / "shared" / "data" / "kge" / "FB15k-237"
+#: kept's training sets these glibc malloc thresholds for itself (kept.runtime.reuse_freed_memory);
+#: PyKEEN gets the same through the environment, so both sides run with the same allocator settings
+PYKEEN_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def run_kept(store, settings: dict, optimizer: str, work: Path, evaluate: bool = True) -> dict:
@@ -79,7 +85,8 @@ def run_pykeen(store, settings: dict, work: Path, evaluate: bool = True) -> dict
     np.savez(npz, **{k: np.asarray(store.split(k), dtype=np.int64) for k in ("train", "valid", "test")},
              num_entities=store.num_entities, num_relations=store.num_relations)
     proc = subprocess.run([str(PYKEEN_PYTHON), str(ROOT / "bench" / "pykeen_transe.py"), str(npz),
-                           json.dumps({**settings, "evaluate": evaluate})], capture_output=True, text=True)
+                           json.dumps({**settings, "evaluate": evaluate})], capture_output=True, text=True,
+                          env={**os.environ, **PYKEEN_MALLOC_ENV})
     if proc.returncode != 0:
         raise SystemExit(f"PyKEEN run failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

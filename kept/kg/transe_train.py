@@ -26,6 +26,7 @@ from kept.kg.store import KGStore, open_store
 from kept.kg.transe import TransEConfig, TransELightning
 from kept.kg.transe_data import TransEDataModule
 from kept.kg.transe_io import read_json
+from kept.runtime import reuse_freed_memory
 
 
 @dataclass
@@ -103,6 +104,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
     """
     store = store if isinstance(store, KGStore) else open_store(store)
     config = config or TransEConfig()
+    reuse_freed_memory()  # small steps: reuse freed tensor memory instead of faulting in new pages
     work = Path(work_dir) if work_dir else store.path / "embeddings" / ".work-transe"
     data = TransEDataModule(store, config.batch_size, config.negatives, config.chunk_size, config.sampler,
                             config.seed, config.eval_batch_size)
