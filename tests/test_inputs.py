@@ -77,8 +77,11 @@ def test_ctrl_c_during_a_compressed_build(tmp_path):
     """A real SIGINT: exit status 130, no store, and the helper process is gone too."""
     src = tmp_path / "kg.spo.gz"
     src.write_bytes(gzip.compress(b"".join(b"e%d\trel\te%d\n" % (i, i + 1) for i in range(3_000_000)), 1))
+    # SIGINT back to its default in the child: a shell that starts the test suite in the
+    # background ignores SIGINT, and Python then never installs its KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-m", "kept.cli", "kg", "build", str(src), "--out",
-                             str(tmp_path / "out"), "--no-progress"], stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "out"), "--no-progress"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not _helpers_reading(src) and time.monotonic() < deadline:  # wait until it is decompressing
         time.sleep(0.05)
