@@ -6,9 +6,10 @@ Reads the first ``--sentences`` book reviews (``../shared/data/corpus/zh/book_re
 builds the HowNet store, segments every review once with jieba (the store's subjects as user
 words; not timed: both sides take the same words), then times, interleaved, best of 3:
 
-  * reference: K-BERT's ``add_knowledge_with_vm`` as published (per sentence, per word, per
-    token: tree, positions, ``np.zeros`` visible matrix filled row by row, cut/pad to
-    max_length, characters to ids by dict lookup), then stacked into batch tensors;
+  * reference: K-BERT's ``add_knowledge_with_vm`` as published (characters to ids by dict
+    lookup, then :func:`kept.fusion.kbert_reference.reference_tree` per sentence, per word,
+    per token: tree, positions, ``np.zeros`` visible matrix filled row by row, cut/pad to
+    max_length), then stacked into batch tensors;
   * kept: :class:`kept.fusion.kbert_tree.SentenceTreeBuilder` on the same words (as
     LinkedExamples), one call for the whole batch, padded to max_length.
 
@@ -34,62 +35,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def reference_add_knowledge_with_vm(split_sent_batch: list[list[str]], lookup_table: dict[str, list[str]],
-                                    vocab: dict[str, int], special_tags: set[str], max_entities: int,
-                                    max_length: int) -> tuple[list, list, list]:
-    """brain/knowgraph.py::add_knowledge_with_vm, as published (words already segmented), plus the
-    reference's ``[vocab.get(t) for t in tokens]``. Branch order: the seeded lists of ``lookup_table``."""
+def reference_batch(split_sent_batch: list[list[str]], lookup_table: dict[str, list[str]], vocab: dict[str, int],
+                    special_tags: set[str], max_entities: int, max_length: int) -> tuple[list, list, list]:
+    """``add_knowledge_with_vm`` as published (words already segmented): per sentence, characters
+    to ids by dict lookup (a special tag is one token), then the published tree
+    (:func:`kept.fusion.kbert_reference.reference_tree`). Branch order: ``lookup_table``'s lists."""
+    from kept.fusion.kbert_reference import reference_tree
+
+    unk = vocab["[UNK]"]
     know_sent_batch, position_batch, visible_matrix_batch = [], [], []
     for split_sent in split_sent_batch:
-        sent_tree, pos_idx_tree, abs_idx_tree = [], [], []
-        pos_idx, abs_idx, abs_idx_src = -1, -1, []
-        for token in split_sent:
-            entities = list(lookup_table.get(token, []))[:max_entities]
-            sent_tree.append((token, entities))
-            if token in special_tags:
-                token_pos_idx, token_abs_idx = [pos_idx + 1], [abs_idx + 1]
-            else:
-                token_pos_idx = [pos_idx + i for i in range(1, len(token) + 1)]
-                token_abs_idx = [abs_idx + i for i in range(1, len(token) + 1)]
-            abs_idx = token_abs_idx[-1]
-            entities_pos_idx, entities_abs_idx = [], []
-            for ent in entities:
-                entities_pos_idx.append([token_pos_idx[-1] + i for i in range(1, len(ent) + 1)])
-                ent_abs_idx = [abs_idx + i for i in range(1, len(ent) + 1)]
-                abs_idx = ent_abs_idx[-1]
-                entities_abs_idx.append(ent_abs_idx)
-            pos_idx_tree.append((token_pos_idx, entities_pos_idx))
-            pos_idx = token_pos_idx[-1]
-            abs_idx_tree.append((token_abs_idx, entities_abs_idx))
-            abs_idx_src += token_abs_idx
-        know_sent, pos = [], []
-        for i in range(len(sent_tree)):
-            word = sent_tree[i][0]
-            know_sent += [word] if word in special_tags else list(word)
-            pos += pos_idx_tree[i][0]
-            for j in range(len(sent_tree[i][1])):
-                know_sent += list(sent_tree[i][1][j])
-                pos += list(pos_idx_tree[i][1][j])
-        token_num = len(know_sent)
-        visible_matrix = np.zeros((token_num, token_num))
-        for item in abs_idx_tree:
-            src_ids = item[0]
-            for id_ in src_ids:
-                visible_matrix[id_, abs_idx_src + [idx for ent in item[1] for idx in ent]] = 1
-            for ent in item[1]:
-                for id_ in ent:
-                    visible_matrix[id_, ent + src_ids] = 1
-        if token_num < max_length:
-            pad_num = max_length - token_num
-            know_sent += ["[PAD]"] * pad_num
-            pos += [max_length - 1] * pad_num
-            visible_matrix = np.pad(visible_matrix, ((0, pad_num), (0, pad_num)), "constant")
-        else:
-            know_sent, pos = know_sent[:max_length], pos[:max_length]
-            visible_matrix = visible_matrix[:max_length, :max_length]
-        know_sent_batch.append([vocab.get(t, vocab["[UNK]"]) for t in know_sent])
+        words = [[vocab[t]] if t in special_tags else [vocab.get(c, unk) for c in t] for t in split_sent]
+        branches = [[[vocab.get(c, unk) for c in ent] for ent in list(lookup_table.get(t, []))[:max_entities]]
+                    for t in split_sent]
+        ids, pos, visible_matrix = reference_tree(words, branches, max_length, vocab["[PAD]"])
+        know_sent_batch.append(ids)
         position_batch.append(pos)
-        visible_matrix_batch.append(visible_matrix.astype(bool))
+        visible_matrix_batch.append(visible_matrix)
     return know_sent_batch, position_batch, visible_matrix_batch
 
 
@@ -105,6 +67,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from kept.fusion.kbert import JiebaSubjectSegmenter
+    from kept.fusion.kbert_reference import seeded_lookup_table
     from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
     from kept.kg import open_store
     from kept.kg.build import BuildOptions, build_store
@@ -124,12 +87,7 @@ def main() -> None:
         builder = SentenceTreeBuilder(tokenizer, branches, args.max_length, add_sep=False, pad_to_max_length=True)
 
         # the reference's inputs: the same words, its lookup table (subject -> branch strings, seeded order)
-        labels = [label for _, label in store.db.execute("SELECT id, label FROM entities ORDER BY id")]
-        relations = [label for _, label in store.db.execute("SELECT id, label FROM relations ORDER BY id")]
-        indptr, rows = branches.candidate_order()
-        triples = np.asarray(store.triples)
-        lookup = {labels[e]: [relations[triples[r, 1]] + labels[triples[r, 2]] for r in rows[indptr[e]:indptr[e + 1]]]
-                  for e in np.flatnonzero(np.diff(indptr))}
+        lookup = seeded_lookup_table(branches)
         words = [["[CLS]"] + segmenter.words(t) for t in texts]
         vocab = tokenizer.get_vocab()
         vocab.update({c: i for c, i in ((c, vocab.get(c.lower())) for c in map(chr, range(0x250))) if c not in vocab
@@ -137,9 +95,8 @@ def main() -> None:
         special = {"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"}
 
         def run_reference() -> dict[str, torch.Tensor]:
-            ids, pos, vms = reference_add_knowledge_with_vm(words, lookup, vocab, special, args.max_entities,
-                                                            args.max_length)
-            return {"input_ids": torch.LongTensor(ids), "position_ids": torch.LongTensor(pos),
+            ids, pos, vms = reference_batch(words, lookup, vocab, special, args.max_entities, args.max_length)
+            return {"input_ids": torch.from_numpy(np.stack(ids)), "position_ids": torch.from_numpy(np.stack(pos)),
                     "visible_matrix": torch.from_numpy(np.stack(vms))}
 
         def run_kept() -> dict[str, torch.Tensor]:
