@@ -16,6 +16,7 @@ import signal
 import sys
 import zlib
 
+#: compression suffix -> opener of a decompressed binary stream (also used by InputFile in-process)
 OPENERS = {".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"), ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
 
 

@@ -17,8 +17,6 @@ the parent reads the consumed position from the file offset.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import lzma
 import os
 import subprocess
@@ -28,13 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from kept.kg.sources.decompress_child import OPENERS as _DECOMPRESSORS  # the helper's own openers
 from kept.kg.sources.errors import BadLines, SourceError
 
-_DECOMPRESSORS = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    ".bz2": bz2.BZ2File,
-    ".xz": lzma.LZMAFile,
-}
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
 _BLOCK = 1 << 20  # bytes per read: the pipe's size, so the helper refills it while a block is parsed
 _CHILD = Path(__file__).with_name("decompress_child.py")
