@@ -14,6 +14,22 @@ def need_data(*parts: str) -> Path:
     return path
 
 
+def fit_batch(module, batch: dict, steps: int, lr: float) -> list[dict[str, float]]:
+    """Overfit a PretrainModule on one batch with AdamW (trainable parameters only);
+    the ``module.losses(batch)`` values of every step, as floats."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr)
+    history = []
+    for _ in range(steps):
+        out = module.losses(batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        history.append({k: v.item() for k, v in out.items()})
+    return history
+
+
 @pytest.fixture(scope="session")
 def medical_store(tmp_path_factory):
     """The K-BERT Medical KG built once for the session."""

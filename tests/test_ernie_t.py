@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT
+from conftest import ROOT, fit_batch
 from transformers.masking_utils import create_bidirectional_mask
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
@@ -255,14 +255,7 @@ def test_loss_on_a_fixed_batch_goes_down(trex):
     batch = collator([corpus[i] for i in range(8)])
     module = ErnieTModule(vocab_size=30522, entity_store=str(trex["store"]), hidden_size=64, num_layers=2, num_heads=2,
                           intermediate_size=128, max_position_embeddings=64, dropout=0.0)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-3)
-    history = []
-    for _ in range(20):
-        out = module.losses(batch)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
-        history.append({k: v.item() for k, v in out.items()})
+    history = fit_batch(module, batch, steps=20, lr=3e-3)
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     assert history[-1]["mlm"] < 0.5 * history[0]["mlm"] and history[-1]["dea"] < 0.3 * history[0]["dea"]
     assert module.model.entity_vectors.requires_grad is False

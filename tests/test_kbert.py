@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, need_data
+from conftest import ROOT, fit_batch, need_data
 
 from kept.data.examples import LinkedExample
 from kept.fusion.kbert import JiebaSubjectSegmenter
@@ -322,14 +322,7 @@ def test_kbert_loss_on_a_fixed_batch_goes_down(trex_linked):
     assert (batch["labels"] != -100).sum() > 20
     module = KBertModule(vocab_size=len(used), hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                          max_position_embeddings=64, dropout=0.0)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = module(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = [step["loss"] for step in fit_batch(module, batch, steps=30, lr=3e-3)]
     assert losses[-1] < 0.3 * losses[0]
 
 

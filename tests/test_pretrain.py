@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, fit_batch
 from test_masking import staged_examples
 
 from kept.cli import main
@@ -25,14 +25,7 @@ def test_loss_on_a_fixed_batch_goes_down(level):
     assert batch["labels"].ne(-100).any()
     module = MaskedLMModule(vocab_size=len(tok), hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                             dropout=0.0)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = module(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = [step["loss"] for step in fit_batch(module, batch, steps=30, lr=3e-3)]
     assert losses[-1] < 0.3 * losses[0]
 
 

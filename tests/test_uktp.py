@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT
+from conftest import ROOT, fit_batch
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
 from kept.fusion.uktp import (
@@ -296,14 +296,7 @@ def test_loss_on_a_fixed_batch_goes_down(kg, corpus, tok):
     torch.manual_seed(0)
     module = UktpModule(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                         dropout=0.0)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
-    history = []
-    for _ in range(20):
-        out = module.losses(batch)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
-        history.append({k: v.item() for k, v in out.items()})
+    history = fit_batch(module, batch, steps=20, lr=1e-2)
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     assert history[-1]["triple"] < 0.3 * history[0]["triple"]
     assert history[-1]["sentence"] < 0.3 * history[0]["sentence"]
