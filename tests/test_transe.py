@@ -19,14 +19,15 @@ from kept.kg.transe import (
     TransE,
     TransEConfig,
     TransELightning,
+    TransELoss,
     batch_loss,
     margin_ranking_loss,
     row_norm,
     self_adversarial_loss,
 )
-from kept.kg.transe import _batch_loss as fused_batch_loss
 from kept.kg.transe_data import (
     EpochBatchSampler,
+    TrainBatches,
     TransEDataModule,
     bernoulli_head_probability,
     sample_negatives,
@@ -161,23 +162,34 @@ def test_row_norm_is_vector_norm(p):
     torch.testing.assert_close(a.grad, b.grad)
 
 
-@pytest.mark.parametrize(("p", "temperature"), [(1, 0.0), (2, 1.0)], ids=["L1-margin", "L2-adversarial"])
-def test_compiled_loss_matches_eager(p, temperature):
-    """The torch.compile-fused loss (large tables, independent negatives) gives the eager
-    loss and gradients (it falls back to eager where no compiler is available)."""
+@pytest.mark.parametrize(("p", "temperature", "n_chunks"), [(1, 0.0, None), (2, 1.0, None), (2, 1.0, 4)],
+                         ids=["L1-margin", "L2-adversarial", "L2-shared-negatives"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fused_loss_gives_autograd_gradients(p, temperature, n_chunks, compiled):
+    """TransELoss (the loss with its row gradients in one call; torch.compile-fused when
+    compiled, eager where no compiler is available) gives the loss and the table gradients,
+    sparse and dense, of plain autograd through the embedding lookups."""
     g = torch.Generator().manual_seed(1)
-    B, k, d = 37, 3, 8  # an odd batch: the last batch of an epoch is smaller
-    tensors = [torch.randn(B, d, generator=g), torch.randn(B, d, generator=g), torch.randn(B, d, generator=g),
-               torch.randn(B, k, d, generator=g)]
-    corrupt_head, mask = torch.rand(B, generator=g) < 0.5, torch.rand(B, k, generator=g) < 0.9
-    results = []
-    for loss_fn in (lambda *a: batch_loss(*a), lambda *a: fused_batch_loss(*a, compiled=True)):
-        leaves = [t.clone().requires_grad_() for t in tensors]
-        loss = loss_fn(*leaves, corrupt_head, mask, p, 2.0, temperature)
+    B, k, N, R = 37, 3, 15, 4  # an odd batch (the last of an epoch is smaller); few entities: duplicate rows
+    model = TransE(N, R, 8, p=p, generator=g, normalize=False)
+    triples = torch.stack([torch.randint(N, (B,), generator=g), torch.randint(R, (B,), generator=g),
+                           torch.randint(N, (B,), generator=g)], dim=1)
+    corrupt_head = torch.rand(B, generator=g) < 0.5
+    negatives = torch.randint(N, (n_chunks or B, k), generator=g)
+    e_h, w_r, e_t, e_neg, mask = model.lookup(triples, corrupt_head, negatives)
+    assert not mask.all()  # some corruptions are the true triple: masked out
+    want = batch_loss(e_h, w_r, e_t, e_neg, corrupt_head, mask, p, 2.0, temperature)
+    want.backward()
+    want_grads = [model.entity.weight.grad.clone(), model.relation.weight.grad.clone()]
+    for sparse in (True, False):
+        model.zero_grad()
+        loss = TransELoss.apply(model.entity.weight, model.relation.weight, triples, corrupt_head, negatives, p, 2.0,
+                                temperature, sparse, compiled)
         loss.backward()
-        results.append([loss.detach(), *(t.grad for t in leaves)])
-    for ours, ref in zip(results[1], results[0]):
-        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss, want.detach(), rtol=1e-5, atol=1e-6)
+        for table, expected in zip((model.entity.weight, model.relation.weight), want_grads):
+            assert table.grad.is_sparse == sparse
+            torch.testing.assert_close(table.grad.to_dense(), expected, rtol=1e-5, atol=1e-6)
 
 
 # ---- sampling and splits ----------------------------------------------------------------------
@@ -197,16 +209,38 @@ def test_sample_negatives_shapes_and_seed():
     assert sample_negatives(triples, probability, 50, 7, 0, torch.Generator())[1].shape == (1, 7)
 
 
+def _batches(sampler):
+    return [(number, rows) for _, group in sampler for number, rows in group]
+
+
 def test_epoch_sampler_is_a_seeded_permutation_per_epoch():
     sampler = EpochBatchSampler(10, 4, seed=1)
-    first = [rows for _, _, rows in sampler]
+    first = [rows for _, rows in _batches(sampler)]
     assert sorted(torch.cat(first).tolist()) == list(range(10)) and [len(r) for r in first] == [4, 4, 2]
-    assert torch.equal(torch.cat(first), torch.cat([r for _, _, r in sampler]))  # same epoch, same order
+    assert torch.equal(torch.cat(first), torch.cat([r for _, r in _batches(sampler)]))  # same epoch, same order
     sampler.set_epoch(1)
-    assert not torch.equal(torch.cat(first), torch.cat([r for _, _, r in sampler]))
-    ranks = [list(EpochBatchSampler(10, 2, seed=1, rank=k, world_size=2)) for k in (0, 1)]
-    rows = [set(torch.cat([r for *_, r in x]).tolist()) for x in ranks]
+    assert not torch.equal(torch.cat(first), torch.cat([r for _, r in _batches(sampler)]))
+    ranks = [_batches(EpochBatchSampler(10, 2, seed=1, rank=k, world_size=2)) for k in (0, 1)]
+    rows = [set(torch.cat([r for _, r in x]).tolist()) for x in ranks]
     assert len(ranks[0]) == len(ranks[1]) == 2 and not rows[0] & rows[1]
+
+
+def test_groups_hold_the_same_batches():
+    """Grouping batches (several optimizer steps per DataLoader item) changes neither the
+    batches, their order nor their negatives."""
+    triples = np.random.default_rng(0).integers(0, 50, (23, 3))
+    dataset = TrainBatches(triples, np.full(50, 0.5, dtype=np.float32), 50, 3, 1, seed=4)
+    loaded = {}
+    for group_size in (1, 3, 8):
+        sampler = EpochBatchSampler(len(triples), 4, seed=2, group_size=group_size)
+        sampler.set_epoch(1)
+        groups = [dataset[key] for key in sampler]
+        assert len(groups) == len(sampler) == -(-6 // group_size) and all(len(g) <= group_size for g in groups)
+        loaded[group_size] = [b for g in groups for b in g]
+    for batches in (loaded[3], loaded[8]):
+        assert len(batches) == len(loaded[1]) == 6
+        for ours, ref in zip(batches, loaded[1]):
+            assert all(torch.equal(ours[k], ref[k]) for k in ref)
 
 
 def test_split_triples_is_seeded_90_5_5():

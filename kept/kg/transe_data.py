@@ -5,6 +5,11 @@
 * Shuffling: each epoch is a permutation drawn from a generator seeded by (seed, epoch),
   so an epoch's batches do not depend on what ran before: a run resumed from a
   checkpoint sees exactly the batches of a run that never stopped.
+* Groups: the DataLoader hands out groups of ``group_size`` consecutive batches (default
+  8), each batch one optimizer step of the training step. A step is a few milliseconds on
+  a CPU; the fixed cost of a DataLoader item and of Lightning's loop around a training
+  step is then paid once per group instead of once per step. The batches, their order and
+  their negatives do not depend on the group size.
 * Negatives (:func:`sample_negatives`): for a batch of B triples, one draw decides per
   triple whether its head or its tail is replaced (``uniform``: 50 / 50; ``bern``: with
   the per-relation probability of Wang et al. 2014, :func:`bernoulli_head_probability`)
@@ -83,35 +88,43 @@ def sample_negatives(triples: Tensor, head_probability: Tensor, num_entities: in
 
 
 class EpochBatchSampler(Sampler):
-    """Yields ``(epoch, batch number, row indices)`` of a seeded permutation of ``n`` rows.
+    """Yields groups of batches of a seeded permutation of ``n`` rows: ``(epoch, [(batch number, row indices), ...])``.
 
-    Lightning calls :meth:`set_epoch` before each epoch. Under torch.distributed each
-    process takes every ``world_size``-th batch (equal counts, the remainder dropped).
+    Batch i of an epoch holds permutation rows i·batch_size .. (i+1)·batch_size − 1; a
+    group holds ``group_size`` consecutive batches of this process. Lightning calls
+    :meth:`set_epoch` before each epoch. Under torch.distributed each process takes every
+    ``world_size``-th batch (equal counts, the remainder dropped).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, group_size: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.group_size = rank, world_size, group_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __len__(self) -> int:
+    def num_batches(self) -> int:
+        """Batches of this process per epoch."""
         return (-(-self.n // self.batch_size)) // self.world_size
 
-    def __iter__(self) -> Iterator[tuple[int, int, Tensor]]:
+    def __len__(self) -> int:
+        return -(-self.num_batches() // self.group_size)
+
+    def __iter__(self) -> Iterator[tuple[int, list[tuple[int, Tensor]]]]:
         generator = torch.Generator().manual_seed(_seed(self.seed, self.epoch))
         order = torch.randperm(self.n, generator=generator)  # [n]
-        for i in range(len(self)):
-            number = i * self.world_size + self.rank
-            yield self.epoch, number, order[number * self.batch_size : (number + 1) * self.batch_size]
+        numbers = [i * self.world_size + self.rank for i in range(self.num_batches())]
+        for start in range(0, len(numbers), self.group_size):
+            yield self.epoch, [(number, order[number * self.batch_size : (number + 1) * self.batch_size])
+                               for number in numbers[start : start + self.group_size]]
 
 
 class TrainBatches(Dataset):
-    """Maps a key of :class:`EpochBatchSampler` to a training batch with its negatives.
+    """Maps a key of :class:`EpochBatchSampler` to its group of training batches with their negatives.
 
-    A batch is ``{"triples": [B, 3] int64, "corrupt_head": [B] bool, "negatives": [c, k] int64}``.
+    A batch is ``{"triples": [B, 3] int64, "corrupt_head": [B] bool, "negatives": [c, k] int64}``;
+    its negatives are drawn from a generator seeded by (seed, epoch, batch number).
     """
 
     def __init__(self, triples: np.ndarray, head_probability: np.ndarray, num_entities: int,
@@ -123,13 +136,16 @@ class TrainBatches(Dataset):
     def __len__(self) -> int:
         return len(self.triples)
 
-    def __getitem__(self, key: tuple[int, int, Tensor]) -> dict[str, Tensor]:
-        epoch, number, rows = key
+    def batch(self, epoch: int, number: int, rows: Tensor) -> dict[str, Tensor]:
         triples = self.triples[rows]
         generator = torch.Generator().manual_seed(_seed(self.seed, epoch, number, 1))
         corrupt_head, negatives = sample_negatives(triples, self.head_probability, self.num_entities,
                                                    self.negatives, self.chunk_size, generator)
         return {"triples": triples, "corrupt_head": corrupt_head, "negatives": negatives}
+
+    def __getitem__(self, key: tuple[int, list[tuple[int, Tensor]]]) -> list[dict[str, Tensor]]:
+        epoch, batches = key
+        return [self.batch(epoch, number, rows) for number, rows in batches]
 
 
 class TransEDataModule(pl.LightningDataModule):
@@ -143,11 +159,14 @@ class TransEDataModule(pl.LightningDataModule):
         sampler: "bern" (default) or "uniform" head/tail corruption.
         seed: seed of the fallback split, the shuffling and the negatives.
         eval_batch_size: triples per evaluation batch (0 = automatic, see ``auto_batch_size``).
+        group_size: training batches per DataLoader item (default 8; see the module docstring;
+            1 when training runs in several processes).
     """
 
     def __init__(self, store: KGStore | str, batch_size: int = 1024, negatives: int = 256, chunk_size: int = 0,
-                 sampler: str = "bern", seed: int = 0, eval_batch_size: int = 0):
+                 sampler: str = "bern", seed: int = 0, eval_batch_size: int = 0, group_size: int = 8):
         super().__init__()
+        self.group_size = group_size
         self.store = store if isinstance(store, KGStore) else open_store(store)
         self.batch_size, self.negatives, self.chunk_size = batch_size, negatives, chunk_size
         self.sampler, self.seed = sampler, seed
@@ -182,7 +201,10 @@ class TransEDataModule(pl.LightningDataModule):
         train = self.splits["train"]
         batches = TrainBatches(train, self.head_probability(), self.store.num_entities, self.negatives,
                                self.chunk_size, self.seed)
-        sampler = EpochBatchSampler(len(train), min(self.batch_size, len(train)), self.seed, rank, world)
+        # DDP synchronises gradients once per forward through its wrapper, i.e. per training step:
+        # with several processes every optimizer step needs its own, so groups hold one batch
+        group_size = self.group_size if world == 1 else 1
+        sampler = EpochBatchSampler(len(train), min(self.batch_size, len(train)), self.seed, rank, world, group_size)
         return DataLoader(batches, sampler=sampler, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
