@@ -190,6 +190,10 @@ def test_fused_loss_gives_autograd_gradients(p, temperature, n_chunks, compiled)
         for table, expected in zip((model.entity.weight, model.relation.weight), want_grads):
             assert table.grad.is_sparse == sparse
             torch.testing.assert_close(table.grad.to_dense(), expected, rtol=1e-5, atol=1e-6)
+    model.zero_grad()  # a loss scaled before backward scales the gradients
+    (3 * TransELoss.apply(model.entity.weight, model.relation.weight, triples, corrupt_head, negatives, p, 2.0,
+                          temperature, False, compiled)).backward()
+    torch.testing.assert_close(model.entity.weight.grad, 3 * want_grads[0], rtol=1e-5, atol=1e-6)
 
 
 # ---- sampling and splits ----------------------------------------------------------------------

@@ -267,7 +267,8 @@ class TransELoss(torch.autograd.Function):
         entity_ids, entity_grad, relation_ids, relation_grad = ctx.rows
         del ctx.rows
         entity_shape, relation_shape = ctx.shapes
-        if grad_loss.numel() != 1 or float(grad_loss) != 1.0:  # loss.backward() seeds 1: no pass over the rows
+        # loss.backward() seeds 1: then no pass over the rows (checked on CPU only, where it costs no device sync)
+        if grad_loss.device.type != "cpu" or float(grad_loss) != 1.0:
             entity_grad, relation_grad = entity_grad * grad_loss, relation_grad * grad_loss
         return (_table_gradient(entity_ids, entity_grad, entity_shape, ctx.sparse),
                 _table_gradient(relation_ids, relation_grad, relation_shape, ctx.sparse),
@@ -321,10 +322,9 @@ class TransELightning(pl.LightningModule):
             if cfg.normalize_entities and not sparse:
                 # dense Adam moves every entity: renormalise them all (LazyAdam renormalises the rows it moves)
                 self.model.normalize_entities_()
-            losses.append(loss)
+            losses.append(loss.detach())
         loss = torch.stack(losses).mean()
-        if batch_idx % 10 == 0:  # self.log costs about as much as a small step: every 10th group suffices
-            self.log("train/loss", loss, prog_bar=True, batch_size=sum(len(b["triples"]) for b in group))
+        self.log("train/loss", loss, prog_bar=True, batch_size=sum(len(b["triples"]) for b in group))
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

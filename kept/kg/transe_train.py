@@ -120,7 +120,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
         max_epochs=config.epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
         check_val_every_n_epoch=config.eval_every, num_sanity_val_steps=0, use_distributed_sampler=False,
         logger=CSVLogger(work, name="logs"), enable_progress_bar=progress, enable_model_summary=False,
-        max_time={"minutes": max_minutes} if max_minutes else None, log_every_n_steps=50,
+        max_time={"minutes": max_minutes} if max_minutes else None, log_every_n_steps=10,
         plugins=[StreamingCheckpointIO()])
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
