@@ -116,14 +116,10 @@ class TransE(nn.Module):
             self.normalize_entities_()
 
     @torch.no_grad()
-    def normalize_entities_(self, ids: Tensor | None = None) -> None:
-        """Scale entity vectors (all, or the rows ``ids``) to unit L2 norm, in place."""
+    def normalize_entities_(self) -> None:
+        """Scale every entity vector to unit L2 norm, in place (LazyAdam renormalises the rows it moves itself)."""
         weight = self.entity.weight
-        if ids is None:
-            weight.div_(weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
-        else:
-            rows = weight[ids]  # [u, d]
-            weight[ids] = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        weight.div_(weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     def lookup(self, triples: Tensor, corrupt_head: Tensor,
                negatives: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
