@@ -21,6 +21,7 @@ from kept.kg.transe import (
     TransELightning,
     TransELoss,
     batch_loss,
+    loss_and_gradient,
     margin_ranking_loss,
     row_norm,
     self_adversarial_loss,
@@ -34,6 +35,7 @@ from kept.kg.transe_data import (
     split_triples,
 )
 from kept.kg.transe_io import export_openke, load_openke, write_embeddings
+from kept.kg.transe_train import train_transe
 
 torch.set_num_threads(2)
 
@@ -98,7 +100,7 @@ def test_forward_matches_per_triple_distances(p, n_chunks):
     negatives = torch.randint(20, (n_chunks, 5), generator=g)
     negatives[0, 0] = triples[0, 0] if corrupt_head[0] else triples[0, 2]  # a negative equal to the truth
     pos, neg, mask = model(triples, corrupt_head, negatives)
-    E, R = model.entity.weight, model.relation.weight
+    E, R = model.entity.detach(), model.relation.detach()
     chunk = -(-10 // n_chunks)
     for i, (h, r, t) in enumerate(triples.tolist()):
         assert pos[i].item() == pytest.approx(torch.linalg.vector_norm(E[h] + R[r] - E[t], ord=p).item(), rel=1e-5)
@@ -141,12 +143,15 @@ def test_lazy_adam_is_sparse_adam(compile_from):
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-5, atol=1e-6)
     untouched = torch.ones(40, dtype=torch.bool)
     untouched[ids] = False
-    unit = LazyAdam([{"params": ours.parameters(), "unit_norm": True}], lr=0.01, compile_from=compile_from)
+    # rows below 20 kept at unit norm (TransE: its entity rows come first in the table)
+    unit = LazyAdam([{"params": ours.parameters(), "unit_norm_rows": 20}], lr=0.01, compile_from=compile_from)
     before = ours.weight.detach().clone()
     (ours(ids) * weights).sum().backward()
     unit.step()
-    norms = ours.weight[ids].norm(dim=1)
-    torch.testing.assert_close(norms, torch.ones_like(norms))  # moved rows renormalised
+    moved = torch.unique(ids)
+    norms = ours.weight[moved].norm(dim=1)
+    torch.testing.assert_close(norms[moved < 20], torch.ones_like(norms[moved < 20]))  # moved rows renormalised
+    assert (norms[moved >= 20] - 1).abs().min() > 1e-3  # moved rows past unit_norm_rows keep their norm
     assert torch.equal(ours.weight[untouched], before[untouched])  # the others untouched
 
 
@@ -166,9 +171,10 @@ def test_row_norm_is_vector_norm(p):
                          ids=["L1-margin", "L2-adversarial", "L2-shared-negatives"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_fused_loss_gives_autograd_gradients(p, temperature, n_chunks, compiled):
-    """TransELoss (the loss with its row gradients in one call; torch.compile-fused when
-    compiled, eager where no compiler is available) gives the loss and the table gradients,
-    sparse and dense, of plain autograd through the embedding lookups."""
+    """loss_and_gradient (the loss with its row gradients in one call; torch.compile-fused
+    when compiled, eager where no compiler is available), and TransELoss, which hands its
+    gradient over through autograd, give the loss and the table gradient, sparse and dense,
+    of plain autograd through the lookups."""
     g = torch.Generator().manual_seed(1)
     B, k, N, R = 37, 3, 15, 4  # an odd batch (the last of an epoch is smaller); few entities: duplicate rows
     model = TransE(N, R, 8, p=p, generator=g, normalize=False)
@@ -180,20 +186,20 @@ def test_fused_loss_gives_autograd_gradients(p, temperature, n_chunks, compiled)
     assert not mask.all()  # some corruptions are the true triple: masked out
     want = batch_loss(e_h, w_r, e_t, e_neg, corrupt_head, mask, p, 2.0, temperature)
     want.backward()
-    want_grads = [model.entity.weight.grad.clone(), model.relation.weight.grad.clone()]
+    want_grad = model.weight.grad.clone()  # [N + R, d]
+    assert want_grad[N:].abs().sum() > 0  # relation rows get gradients too
+    args = (triples, corrupt_head, negatives, N, p, 2.0, temperature)
     for sparse in (True, False):
+        loss, grad = loss_and_gradient(model.weight, *args, sparse, compiled)
         model.zero_grad()
-        loss = TransELoss.apply(model.entity.weight, model.relation.weight, triples, corrupt_head, negatives, p, 2.0,
-                                temperature, sparse, compiled)
-        loss.backward()
+        TransELoss.apply(model.weight, *args, sparse, compiled).backward()
+        for got in (grad, model.weight.grad):
+            assert got.is_sparse == sparse
+            torch.testing.assert_close(got.to_dense(), want_grad, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(loss, want.detach(), rtol=1e-5, atol=1e-6)
-        for table, expected in zip((model.entity.weight, model.relation.weight), want_grads):
-            assert table.grad.is_sparse == sparse
-            torch.testing.assert_close(table.grad.to_dense(), expected, rtol=1e-5, atol=1e-6)
-    model.zero_grad()  # a loss scaled before backward scales the gradients
-    (3 * TransELoss.apply(model.entity.weight, model.relation.weight, triples, corrupt_head, negatives, p, 2.0,
-                          temperature, False, compiled)).backward()
-    torch.testing.assert_close(model.entity.weight.grad, 3 * want_grads[0], rtol=1e-5, atol=1e-6)
+    model.zero_grad()  # a loss scaled before backward scales the gradient
+    (3 * TransELoss.apply(model.weight, *args, False, compiled)).backward()
+    torch.testing.assert_close(model.weight.grad, 3 * want_grad, rtol=1e-5, atol=1e-6)
 
 
 # ---- sampling and splits ----------------------------------------------------------------------
@@ -286,7 +292,7 @@ def test_loss_decreases_and_mrr_rises(fb_small, bordes):
     assert record.loss[-1] < 0.8 * record.loss[0]
     assert record.mrr[-1] > max(3 * untrained, 0.1), (untrained, record.mrr)
     if bordes:  # every entity renormalised, including those the last step did not touch
-        norms = module.model.entity.weight.norm(dim=1)
+        norms = module.model.entity.norm(dim=1)
         torch.testing.assert_close(norms, torch.ones_like(norms))
 
 
@@ -306,9 +312,67 @@ def test_resume_continues_identically(fb_small, tmp_path, optimizer):
     trainer.save_checkpoint(tmp_path / "one.ckpt")
     resumed, data = fresh()
     _trainer(2).fit(resumed, datamodule=data, ckpt_path=tmp_path / "one.ckpt")
-    assert not torch.equal(first.model.entity.weight, straight.model.entity.weight)
+    assert not torch.equal(first.model.weight, straight.model.weight)
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("optimizer", ["sparse_adam", "adam"])
+def test_ddp_steps_average_both_processes(fb_small, optimizer):
+    """Two CPU processes (DDP over gloo): process k trains on batches k, k + 2, ... and every
+    step applies the mean of the two batch gradients. The gradient goes through autograd
+    (TransELoss) for DDP's hooks: sparse rows all-gathered (lazy Adam) or the dense table
+    all-reduced (Adam). Checked against one process applying the same mean by hand."""
+    config = TransEConfig(**{**SMALL, "optimizer": optimizer, "normalize_entities": True})
+    data = TransEDataModule(fb_small, config.batch_size, config.negatives, seed=5)
+    module = TransELightning(fb_small.num_entities, fb_small.num_relations, config)
+    reference = TransELightning(fb_small.num_entities, fb_small.num_relations, config)  # the same initial weights
+    initial = reference.model.weight.detach().clone()
+    steps = 3
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(module, datamodule=data)
+
+    data.setup()
+    train = data.splits["train"]
+    batches = TrainBatches(train, data.head_probability(), fb_small.num_entities, config.negatives,
+                           config.chunk_size, seed=5)
+    keys = list(EpochBatchSampler(len(train), config.batch_size, seed=5))  # one process: batch i is key i
+    optimizer_ = reference.configure_optimizers()
+    table = reference.model.weight
+    for step in range(steps):
+        grads = []
+        for number in (2 * step, 2 * step + 1):  # the batch of process 0, then of process 1
+            (batch,) = batches[keys[number]]
+            grads.append(loss_and_gradient(table, batch["triples"], batch["corrupt_head"], batch["negatives"],
+                                           fb_small.num_entities, config.norm, config.margin,
+                                           config.adversarial_temperature, optimizer == "sparse_adam", False)[1])
+        table.grad = (grads[0] + grads[1]) / 2
+        optimizer_.step()
+        if optimizer == "adam":
+            reference.model.normalize_entities_()
+    assert not torch.equal(module.model.weight, initial)
+    torch.testing.assert_close(module.model.weight, table, rtol=1e-4, atol=1e-5)
+
+
+def test_keeps_the_best_validated_weights(fb_small, tmp_path, monkeypatch):
+    """When the last epoch validates worse than an earlier one, train_transe keeps the
+    weights of the best checkpoint (here: the final weights are scrambled before the last
+    validation)."""
+    def scramble_last(self):
+        if self.current_epoch == self.trainer.max_epochs - 1:
+            with torch.no_grad():
+                self.model.weight.normal_(generator=torch.Generator().manual_seed(0))
+
+    monkeypatch.setattr(TransELightning, "on_validation_epoch_start", scramble_last)
+    result = train_transe(fb_small, TransEConfig(**{**SMALL, "epochs": 3}), tmp_path / "work", accelerator="cpu",
+                          devices=1, progress=False)
+    assert result.metrics["kept_weights"] == "best" and result.metrics["kept_epoch"] == 2
+    table = torch.load(tmp_path / "work" / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    table = table["model.table.weight"].numpy()
+    assert np.array_equal(result.entity, table[: fb_small.num_entities])
+    assert np.array_equal(result.relation, table[fb_small.num_entities :])
 
 
 # ---- files: the store's embeddings/, OpenKE, the CLI ------------------------------------------

@@ -9,15 +9,16 @@ Everything TransE-specific is here and in pure functions:
   sets of vectors with matrix operations (L2 as ``‖x‖² + ‖y‖² − 2 x·y``, L1 ``torch.cdist``).
 * :func:`margin_ranking_loss` (the paper's loss) and :func:`self_adversarial_loss`
   (Sun et al., 2019, the RotatE paper: negatives weighted by a softmax of their own score).
-* :class:`TransE`: the two embedding tables and batch scoring. A corrupted triple only
+* :class:`TransE`: one table of entity then relation vectors, and batch scoring. A corrupted triple only
   changes one side, so both corruptions reduce to distances from a *query vector* to
   candidate entities: ``q = e_h + w_r`` when the tail is replaced, ``q = e_t − w_r`` when
   the head is (``‖e_h' + w_r − e_t‖ = ‖e_h' − (e_t − w_r)‖``). Negatives are shared by
   chunks of ``chunk_size`` triples of a batch (as in PyTorch-BigGraph), so scoring a chunk
   against its negatives is one batched matrix product.
-* :func:`row_gradients` and :class:`TransELoss`: a training batch's loss computed together
-  with its gradient w.r.t. the rows it reads (one ``torch.compile``-fused call on large
-  tables), handed to the tables as row gradients by the autograd backward.
+* :func:`row_gradients` and :func:`loss_and_gradient`: a training batch's loss computed
+  together with its gradient w.r.t. the rows it reads (one ``torch.compile``-fused call on
+  large tables), as the table's gradient; :class:`TransELoss` hands it over through autograd
+  (for DDP's gradient hooks).
 * :class:`LazyAdam` (from :mod:`kept.kg.transe_optim`): Adam on the rows of the batch only.
 * :class:`TransELightning`: wires loss, logging, the optimizer, entity renormalisation
   and validation (filtered MRR, see :mod:`kept.kg.evaluate`).
@@ -40,7 +41,8 @@ from kept.kg.transe_kernels import Compiled
 from kept.kg.transe_optim import LazyAdam
 
 __all__ = ["TransEConfig", "TransE", "TransELightning", "TransELoss", "LazyAdam", "pairwise_distance",
-           "triple_distance", "batch_rows", "batch_distances", "batch_loss", "rows_loss", "row_gradients", "row_norm",
+           "triple_distance", "batch_rows", "split_rows", "batch_distances", "batch_loss", "rows_loss", "row_gradients",
+           "loss_and_gradient", "row_norm",
            "margin_ranking_loss", "self_adversarial_loss"]
 
 #: entity tables with at least this many values (num_entities · dim) use compiled kernels (optimizer, L1 eval)
@@ -90,7 +92,11 @@ def self_adversarial_loss(pos: Tensor, neg: Tensor, gamma: float, temperature: f
 
 # ---- the model ---------------------------------------------------------------------------------
 class TransE(nn.Module):
-    """Entity and relation tables and the TransE distance.
+    """Entity and relation vectors in one table, and the TransE distance.
+
+    ``weight`` [N + R, d] holds the entity vectors (row = store id) and then the relation
+    vectors (row N + relation id), so that a training step reads both with one gather and
+    updates both with one optimizer call; ``entity`` [N, d] and ``relation`` [R, d] are views.
 
     Args:
         num_entities, num_relations: table sizes (store ids index the rows).
@@ -99,41 +105,55 @@ class TransE(nn.Module):
         generator: seeds the initialisation (uniform in ±6/√dim, Bordes et al.; relations
             then scaled to unit L2 norm as in the paper; entities too when ``normalize``).
         normalize: start with unit-norm entity vectors.
+        sparse: the table's gradients are sparse rows (default False); DDP reads this flag
+            (``nn.Embedding.sparse``) to all-gather rows instead of all-reducing the table.
     """
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, p: int = 2,
-                 generator: torch.Generator | None = None, normalize: bool = True):
+                 generator: torch.Generator | None = None, normalize: bool = True, sparse: bool = False):
         super().__init__()
-        self.p = p
-        self.entity = nn.Embedding(num_entities, dim)
-        self.relation = nn.Embedding(num_relations, dim)
+        self.p, self.num_entities = p, num_entities
+        self.table = nn.Embedding(num_entities + num_relations, dim, sparse=sparse)  # [N + R, d]
         bound = 6.0 / math.sqrt(dim)
         with torch.no_grad():
-            self.entity.weight.uniform_(-bound, bound, generator=generator)
-            self.relation.weight.uniform_(-bound, bound, generator=generator)
-            self.relation.weight.div_(self.relation.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
+            self.entity.uniform_(-bound, bound, generator=generator)
+            self.relation.uniform_(-bound, bound, generator=generator)
+            self.relation.div_(self.relation.norm(dim=1, keepdim=True).clamp_min(1e-12))
         if normalize:
             self.normalize_entities_()
+
+    @property
+    def weight(self) -> Tensor:
+        """The table [N + R, d]: entity rows, then relation rows."""
+        return self.table.weight
+
+    @property
+    def entity(self) -> Tensor:
+        """The entity vectors [N, d] (a view of ``weight``)."""
+        return self.weight[: self.num_entities]
+
+    @property
+    def relation(self) -> Tensor:
+        """The relation vectors [R, d] (a view of ``weight``)."""
+        return self.weight[self.num_entities :]
 
     @torch.no_grad()
     def normalize_entities_(self) -> None:
         """Scale every entity vector to unit L2 norm, in place (LazyAdam renormalises the rows it moves itself)."""
-        weight = self.entity.weight
-        weight.div_(weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        entity = self.entity
+        entity.div_(entity.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     def lookup(self, triples: Tensor, corrupt_head: Tensor,
                negatives: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Vectors of a training batch (one lookup per table) and the mask of valid negatives.
+        """Vectors of a training batch (one gather) and the mask of valid negatives.
 
         triples: [B, 3] (h, r, t) ids; corrupt_head: [B] bool, True = replace the head;
         negatives: [c, k] entity ids, chunk j's negatives shared by its C = ⌈B / c⌉ rows.
         Returns e_h, w_r, e_t [B, d], e_neg [c, k, d] and mask [B, k] (False where a
         negative is the entity it replaces, i.e. the corruption is the true triple).
         """
-        B, (c, k) = triples.shape[0], negatives.shape
-        entity_ids, relation_ids, mask = batch_rows(triples, corrupt_head, negatives)
-        e_h, e_t, e_neg = self.entity(entity_ids).split([B, B, c * k])  # [B, d] x2, [c·k, d]
-        return e_h, self.relation(relation_ids), e_t, e_neg.view(c, k, -1), mask
+        ids, mask = batch_rows(triples, corrupt_head, negatives, self.num_entities)
+        return *split_rows(self.weight[ids], *mask.shape), mask
 
     def forward(self, triples: Tensor, corrupt_head: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Distances of a batch of true triples and of their corruptions (arguments of :meth:`lookup`).
@@ -145,19 +165,26 @@ class TransE(nn.Module):
         return pos, neg, mask
 
 
-def batch_rows(triples: Tensor, corrupt_head: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The table rows a training batch reads, and the mask of its valid negatives.
+def batch_rows(triples: Tensor, corrupt_head: Tensor, negatives: Tensor, num_entities: int) -> tuple[Tensor, Tensor]:
+    """The rows of :class:`TransE`'s table a training batch reads, and the mask of its valid negatives.
 
     triples: [B, 3]; corrupt_head: [B] bool; negatives: [c, k] (chunk j's shared by its
-    C = ⌈B / c⌉ rows). Returns entity ids [2B + c·k] (heads, tails, then the negatives
-    row-major), relation ids [B] and mask [B, k] (False where a negative is the entity it
-    replaces, i.e. the corruption is the true triple).
+    C = ⌈B / c⌉ rows); num_entities: N, where the relation rows start. Returns ids
+    [3B + c·k] (heads, tails, the negatives row-major, then the relations' rows N + r;
+    :func:`split_rows` takes them apart) and mask [B, k] (False where a negative is the
+    entity it replaces, i.e. the corruption is the true triple).
     """
     h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
     B, c = triples.shape[0], negatives.shape[0]
     target = torch.where(corrupt_head, h, t)  # [B] the entity each corruption replaces
     neg_ids = negatives if c == B else negatives.repeat_interleave(-(-B // c), dim=0)[:B]  # [B, k]
-    return torch.cat([h, t, negatives.reshape(-1)]), r, neg_ids != target.unsqueeze(1)
+    return torch.cat([h, t, negatives.reshape(-1), r + num_entities]), neg_ids != target.unsqueeze(1)
+
+
+def split_rows(rows: Tensor, B: int, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The rows gathered at :func:`batch_rows`' ids [3B + c·k, d] as e_h, w_r, e_t [B, d] and e_neg [c, k, d]."""
+    e_h, e_t, e_neg, w_r = rows.split([B, B, rows.shape[0] - 3 * B, B])
+    return e_h, w_r, e_t, e_neg.view(-1, k, rows.shape[1])
 
 
 def batch_distances(e_h: Tensor, w_r: Tensor, e_t: Tensor, e_neg: Tensor, corrupt_head: Tensor,
@@ -187,88 +214,91 @@ def batch_loss(e_h: Tensor, w_r: Tensor, e_t: Tensor, e_neg: Tensor, corrupt_hea
     return margin_ranking_loss(pos, neg, margin, mask)
 
 
-def rows_loss(entity_rows: Tensor, relation_rows: Tensor, corrupt_head: Tensor, mask: Tensor, p: int,
-              margin: float, temperature: float) -> Tensor:
-    """:func:`batch_loss` from the rows of :func:`batch_rows`: entity_rows [2B + c·k, d]
-    (heads, tails, negatives), relation_rows [B, d]; the k negatives per chunk are mask's width."""
-    B, k = mask.shape
-    e_h, e_t, e_neg = entity_rows.split([B, B, entity_rows.shape[0] - 2 * B])
-    return batch_loss(e_h, relation_rows, e_t, e_neg.view(-1, k, e_h.shape[1]), corrupt_head, mask, p, margin,
-                      temperature)
+def rows_loss(rows: Tensor, corrupt_head: Tensor, mask: Tensor, p: int, margin: float,
+              temperature: float) -> Tensor:
+    """:func:`batch_loss` from the rows at :func:`batch_rows`' ids [3B + c·k, d] (mask [B, k] gives B and k)."""
+    return batch_loss(*split_rows(rows, *mask.shape), corrupt_head, mask, p, margin, temperature)
 
 
-def row_gradients(entity: Tensor, relation: Tensor, entity_ids: Tensor, relation_ids: Tensor, corrupt_head: Tensor,
-                  mask: Tensor, p: int, margin: float, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+def row_gradients(table: Tensor, triples: Tensor, corrupt_head: Tensor, negatives: Tensor, num_entities: int,
+                  p: int, margin: float, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
     """Loss of a batch and its gradient w.r.t. the rows it reads, without an autograd graph.
 
-    entity [N, d], relation [R, d]: the tables; the other arguments as :func:`batch_rows`
-    returns them and :func:`batch_loss` takes them. Returns the loss [], d loss / d
-    entity rows [2B + c·k, d] and d loss / d relation rows [B, d] (one row per id, duplicates
-    not summed). Written with ``torch.func`` so that ``torch.compile`` fuses gather, loss and
-    gradient into a few kernels.
+    table: [N + R, d] (:class:`TransE`'s ``weight``); the batch and num_entities as
+    :func:`batch_rows` takes them; p, margin, temperature as :func:`batch_loss`. Returns the
+    loss [], the ids of the rows read [3B + c·k] and d loss / d rows [3B + c·k, d] (one
+    row per id, duplicates not summed). Written with ``torch.func`` so that
+    ``torch.compile`` fuses row ids, gather, loss and gradient into a few kernels.
     """
-    def loss_of(entity_rows: Tensor, relation_rows: Tensor) -> Tensor:
-        return rows_loss(entity_rows, relation_rows, corrupt_head, mask, p, margin, temperature)
+    ids, mask = batch_rows(triples, corrupt_head, negatives, num_entities)
 
-    (entity_grad, relation_grad), loss = torch.func.grad_and_value(loss_of, argnums=(0, 1))(
-        entity[entity_ids], relation[relation_ids])
-    return loss, entity_grad, relation_grad
+    def loss_of(rows: Tensor) -> Tensor:
+        return rows_loss(rows, corrupt_head, mask, p, margin, temperature)
+
+    grad, loss = torch.func.grad_and_value(loss_of)(table[ids])
+    return loss, ids, grad
 
 
 #: :func:`row_gradients` through torch.compile, for independent negatives on large tables
 _row_gradients = Compiled(row_gradients)
 
 
-def _table_gradient(rows: Tensor, row_grad: Tensor, shape: torch.Size, sparse: bool) -> Tensor:
-    """The gradient of a [N, d] table from per-row gradients: sparse COO (duplicates left
-    for the optimizer to sum, as nn.Embedding(sparse=True) gives them) or dense."""
+@torch.no_grad()
+def loss_and_gradient(table: Tensor, triples: Tensor, corrupt_head: Tensor, negatives: Tensor, num_entities: int,
+                      p: int, margin: float, temperature: float, sparse: bool,
+                      compiled: bool) -> tuple[Tensor, Tensor]:
+    """The loss of a training batch (:func:`batch_loss`) and its gradient w.r.t. the whole table.
+
+    table: [N + R, d]; triples, corrupt_head, negatives: a batch (see :func:`batch_rows`);
+    num_entities: N. sparse: return the gradient as a sparse COO tensor of the rows read
+    (duplicates left for the optimizer to sum, as ``nn.Embedding(sparse=True)`` gives them,
+    for :class:`LazyAdam`), else dense [N + R, d]. compiled: compute through the
+    torch.compile-fused :func:`row_gradients` (else plain autograd on the gathered rows,
+    which has less per-op overhead than torch.func when eager).
+    """
+    if compiled:
+        loss, ids, grad = _row_gradients(table, triples, corrupt_head, negatives, num_entities, p, margin,
+                                         temperature)
+    else:
+        ids, mask = batch_rows(triples, corrupt_head, negatives, num_entities)
+        rows = table[ids]
+        with torch.enable_grad():
+            rows.requires_grad_()
+            loss = rows_loss(rows, corrupt_head, mask, p, margin, temperature)
+            (grad,) = torch.autograd.grad(loss, rows)
     if sparse:
-        return torch.sparse_coo_tensor(rows.unsqueeze(0), row_grad, shape, check_invariants=False)
-    return row_grad.new_zeros(shape).index_add_(0, rows, row_grad)
+        return loss.detach(), torch.sparse_coo_tensor(ids.unsqueeze(0), grad, table.shape, check_invariants=False)
+    return loss.detach(), grad.new_zeros(table.shape).index_add_(0, ids, grad)
 
 
 class TransELoss(torch.autograd.Function):
-    """The training loss of a batch; its gradient is computed in the forward, with the loss.
+    """The training loss of a batch as an autograd function whose gradient comes with the loss.
 
-    ``TransELoss.apply(entity, relation, triples, corrupt_head, negatives, p, margin,
-    temperature, sparse, compiled)`` returns the loss of :func:`batch_loss`; backward hands
-    the tables their gradients (sparse rows when ``sparse``, for :class:`LazyAdam`; dense
-    otherwise), so ``loss.backward()``, DDP's gradient hooks and any optimizer work as with
-    ``nn.Embedding``. Why: a step is a few milliseconds, and an autograd graph of gathers,
-    splits and a dozen small ops costs a large share of that; the loss and its row gradients
-    are instead one function (:func:`row_gradients`), fused by torch.compile when ``compiled``.
+    ``TransELoss.apply(table, triples, corrupt_head, negatives, num_entities, p, margin,
+    temperature, sparse, compiled)`` (the arguments of :func:`loss_and_gradient`) returns
+    the loss; backward hands the table the gradient computed in the forward (sparse rows when
+    ``sparse``), so ``loss.backward()``, DDP's gradient hooks and any optimizer work as with
+    ``nn.Embedding``, but no autograd graph of gathers, splits and a dozen small ops is built.
     """
 
     @staticmethod
-    def forward(ctx, entity: Tensor, relation: Tensor, triples: Tensor, corrupt_head: Tensor, negatives: Tensor,
+    def forward(ctx, table: Tensor, triples: Tensor, corrupt_head: Tensor, negatives: Tensor, num_entities: int,
                 p: int, margin: float, temperature: float, sparse: bool, compiled: bool) -> Tensor:
-        entity_ids, relation_ids, mask = batch_rows(triples, corrupt_head, negatives)
-        if compiled:
-            loss, entity_grad, relation_grad = _row_gradients(entity, relation, entity_ids, relation_ids,
-                                                              corrupt_head, mask, p, margin, temperature)
-        else:  # plain autograd on the gathered rows: less per-op overhead than torch.func when eager
-            with torch.enable_grad():
-                rows = entity[entity_ids].requires_grad_(), relation[relation_ids].requires_grad_()
-                loss = rows_loss(*rows, corrupt_head, mask, p, margin, temperature)
-                entity_grad, relation_grad = torch.autograd.grad(loss, rows)
-            loss = loss.detach()
-        # intermediates, not inputs or outputs: kept on ctx (not save_for_backward) so that backward can
-        # drop them and autograd can take the gradients it receives as they are instead of cloning them
-        ctx.rows = (entity_ids, entity_grad, relation_ids, relation_grad)
-        ctx.shapes, ctx.sparse = (entity.shape, relation.shape), sparse
+        loss, grad = loss_and_gradient(table, triples, corrupt_head, negatives, num_entities, p, margin,
+                                       temperature, sparse, compiled)
+        # an intermediate, not an input or output: kept on ctx (not save_for_backward) so that backward
+        # can drop it and autograd can take the gradient as it is instead of cloning it
+        ctx.grad = grad
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        entity_ids, entity_grad, relation_ids, relation_grad = ctx.rows
-        del ctx.rows
-        entity_shape, relation_shape = ctx.shapes
+        grad = ctx.grad
+        del ctx.grad
         # loss.backward() seeds 1: then no pass over the rows (checked on CPU only, where it costs no device sync)
         if grad_loss.device.type != "cpu" or float(grad_loss) != 1.0:
-            entity_grad, relation_grad = entity_grad * grad_loss, relation_grad * grad_loss
-        return (_table_gradient(entity_ids, entity_grad, entity_shape, ctx.sparse),
-                _table_gradient(relation_ids, relation_grad, relation_shape, ctx.sparse),
-                None, None, None, None, None, None, None, None)
+            grad = grad * grad_loss
+        return grad, None, None, None, None, None, None, None, None, None
 
 
 # ---- Lightning wiring ---------------------------------------------------------------------------
@@ -290,10 +320,10 @@ class TransELightning(pl.LightningModule):
                                    "config": config.to_dict()})
         generator = torch.Generator().manual_seed(config.seed)
         self.model = TransE(num_entities, num_relations, config.dim, config.norm, generator=generator,
-                            normalize=config.normalize_entities)
+                            normalize=config.normalize_entities, sparse=config.optimizer == "sparse_adam")
         self._rank_sums: dict[str, list[Tensor]] = {}
         #: tables this large use torch.compile-fused kernels (kept.kg.transe_kernels)
-        self._large = self.model.entity.weight.numel() >= COMPILE_FROM
+        self._large = self.model.entity.numel() >= COMPILE_FROM
         # Independent negatives make the loss a chain of small elementwise ops whose per-op
         # cost dominates a step: fused with the gathers and the gradient, they take less than
         # half the time. Shared negatives are one matrix product per chunk: nothing to gain there.
@@ -306,14 +336,22 @@ class TransELightning(pl.LightningModule):
         """One optimizer step per batch of the group (see :class:`kept.kg.transe_data.TrainBatches`)."""
         cfg = self.config
         optimizer = self.optimizers()
+        table = self.model.weight
         sparse = cfg.optimizer == "sparse_adam"
+        # In one process nothing needs to see a backward pass (no gradient sync), so the gradient
+        # computed with the loss is handed to the optimizer as it is; with several processes it goes
+        # through autograd (TransELoss), where DDP's hooks average it across processes.
+        direct = self.trainer.world_size == 1
         losses = []
         for batch in group:
-            loss = TransELoss.apply(self.model.entity.weight, self.model.relation.weight, batch["triples"],
-                                    batch["corrupt_head"], batch["negatives"], cfg.norm, cfg.margin,
-                                    cfg.adversarial_temperature, sparse, self._compile_loss)
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            args = (table, batch["triples"], batch["corrupt_head"], batch["negatives"], self.model.num_entities,
+                    cfg.norm, cfg.margin, cfg.adversarial_temperature, sparse, self._compile_loss)
+            if direct:
+                loss, table.grad = loss_and_gradient(*args)
+            else:
+                loss = TransELoss.apply(*args)
+                optimizer.zero_grad(set_to_none=True)
+                self.manual_backward(loss)
             optimizer.step()
             if cfg.normalize_entities and not sparse:
                 # dense Adam moves every entity: renormalise them all (LazyAdam renormalises the rows it moves)
@@ -325,18 +363,18 @@ class TransELightning(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.config.optimizer == "sparse_adam":
-            groups = [{"params": [self.model.entity.weight], "unit_norm": self.config.normalize_entities},
-                      {"params": [self.model.relation.weight]}]
-            # a large model compiles the row update of both tables (the small relation table's
-            # eager update is ~10 small ops: their fixed cost is what a compiled call removes)
-            return LazyAdam(groups, lr=self.config.lr, compile_from=1 if self._large else 0)
+            unit_norm_rows = self.model.num_entities if self.config.normalize_entities else 0
+            # a large model compiles the row update (eager, it is ~10 small ops whose fixed cost is
+            # what a compiled call removes)
+            return LazyAdam([{"params": [self.model.weight], "unit_norm_rows": unit_norm_rows}], lr=self.config.lr,
+                            compile_from=1 if self._large else 0)
         return torch.optim.Adam(self.parameters(), lr=self.config.lr, fused=True)
 
     # ---- evaluation: filtered ranks, accumulated as sums (reducible across processes) ----------
     def _eval_step(self, batch) -> None:
-        entity = self.model.entity.weight  # [N, d]
+        entity = self.model.entity  # [N, d]
         compiled = self.config.norm == 1 and entity.device.type == "cpu" and self._large
-        ranks = ranks_for_batch(entity, self.model.relation.weight, batch, self.config.norm, compiled)
+        ranks = ranks_for_batch(entity, self.model.relation, batch, self.config.norm, compiled)
         for side, (optimistic, pessimistic) in ranks.items():
             self._rank_sums.setdefault(side, []).append(rank_sums(optimistic, pessimistic))
 

@@ -4,8 +4,8 @@ TransE's batches touch a few thousand of the table's rows; dense Adam would read
 write every row at every step. :class:`LazyAdam` applies ``torch.optim.SparseAdam``'s
 rule (only the rows with a gradient, and their moments, change) on row gathers and one
 scatter, fused into one kernel by ``torch.compile`` for large tables
-(:mod:`kept.kg.transe_kernels`), and can renormalise the rows it moves (TransE's entity
-normalisation).
+(:mod:`kept.kg.transe_kernels`), and can renormalise the rows it moves among the first
+rows of the table (TransE's entity normalisation: its entity rows come first).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from kept.kg.transe_kernels import Compiled
 
 
 def lazy_adam_rows_(param: Tensor, moments: Tensor, rows: Tensor, grad: Tensor, hyper: Tensor,
-                    unit_norm: bool) -> None:
+                    unit_norm_rows: int) -> None:
     """In place: Adam update of the rows ``rows`` of one table (SparseAdam's rule).
 
     param: [N, d]; moments: [N, 2, d] (exp_avg, exp_avg_sq); rows: [u] unique row ids;
     grad: [u, d] their gradient; hyper: [4] = (β1, β2, ε, step size with bias corrections);
-    unit_norm: then scale the updated rows to unit L2 norm.
+    unit_norm_rows: updated rows with an id below this are then scaled to unit L2 norm.
     """
     beta1, beta2, eps, step_size = hyper[0], hyper[1], hyper[2], hyper[3]
     old = moments[rows]  # [u, 2, d]
@@ -32,12 +32,15 @@ def lazy_adam_rows_(param: Tensor, moments: Tensor, rows: Tensor, grad: Tensor, 
     exp_avg_sq = old[:, 1] * beta2 + grad * grad * (1 - beta2)
     moments[rows] = torch.stack([exp_avg, exp_avg_sq], dim=1)
     new = param[rows] - step_size * exp_avg / (exp_avg_sq.sqrt() + eps)  # [u, d]
-    if unit_norm:
-        new = new / torch.linalg.vector_norm(new, dim=1, keepdim=True).clamp_min(1e-12)
+    if unit_norm_rows > 0:
+        unit = new / torch.linalg.vector_norm(new, dim=1, keepdim=True).clamp_min(1e-12)
+        new = torch.where((rows < unit_norm_rows).unsqueeze(1), unit, new)
     param[rows] = new
 
 
-_update_rows = Compiled(lazy_adam_rows_)
+#: the row count changes every step, the table's shape never: only the row count is compiled symbolic
+#: (a kernel that knows the width and the table runs ~10 % faster per epoch here than an all-symbolic one)
+_update_rows = Compiled(lazy_adam_rows_, dynamic=None)
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -54,15 +57,16 @@ class LazyAdam(torch.optim.Optimizer):
         params: parameters (embedding tables) whose gradients are sparse (``nn.Embedding(sparse=True)``),
             or parameter groups.
         lr: learning rate (default 1e-3); betas: (β1, β2) (default (0.9, 0.999)); eps: default 1e-8.
-        unit_norm: scale every updated row to unit L2 norm after the update (default False;
-            per group: TransE's entity normalisation, on exactly the rows that moved).
+        unit_norm_rows: updated rows with an id below this are scaled to unit L2 norm after the
+            update (default 0: none; per group. TransE passes its entity count: entity
+            normalisation on exactly the entity rows that moved, its relation rows come after).
         compile_from: tables with at least this many values use the compiled update
             (default 2²⁰; 0 = never compile).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 unit_norm: bool = False, compile_from: int = 1 << 20):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "unit_norm": unit_norm})
+                 unit_norm_rows: int = 0, compile_from: int = 1 << 20):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "unit_norm_rows": unit_norm_rows})
         self.compile_from = compile_from
 
     @torch.no_grad()
@@ -91,5 +95,6 @@ class LazyAdam(torch.optim.Optimizer):
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
                 hyper = torch.tensor([beta1, beta2, group["eps"], step_size], dtype=param.dtype, device=param.device)
                 compiled = 0 < self.compile_from <= param.numel()
-                _update_rows(param, state["moments"], rows, values, hyper, group["unit_norm"], compiled=compiled)
+                _update_rows(param, state["moments"], rows, values, hyper, group["unit_norm_rows"],
+                             compiled=compiled)
         return loss

@@ -127,7 +127,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
     train_seconds = time.perf_counter() - start
 
     final = {k: v.detach().cpu().numpy() for k, v in  # views of the CPU weights: no copy
-             (("entity", module.model.entity.weight), ("relation", module.model.relation.weight))}
+             (("entity", module.model.entity), ("relation", module.model.relation))}
     if not evaluate or not trainer.is_global_zero:
         facts = {"epochs": trainer.current_epoch, "train_seconds": round(train_seconds, 2)}
         return TrainResult(final["entity"], final["relation"], facts, config.to_dict(), timer.seconds,
@@ -143,9 +143,8 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
         checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=False, mmap=True)
         best_epoch = int(checkpoint["epoch"]) + 1
         if best_epoch != epochs_run:  # else the best validated weights are the final ones
-            state = checkpoint["state_dict"]
-            candidates.append(("best", {"entity": state["model.entity.weight"].numpy(),
-                                        "relation": state["model.relation.weight"].numpy()}))
+            table = checkpoint["state_dict"]["model.table.weight"].numpy()  # [N + R, d]: entity rows, then relations
+            candidates.append(("best", {"entity": table[: store.num_entities], "relation": table[store.num_entities :]}))
     scored = []
     for label, vectors in candidates:
         valid = evaluate_link_prediction(vectors["entity"], vectors["relation"], data.splits["valid"], data.known,
