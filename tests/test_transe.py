@@ -339,7 +339,7 @@ def test_ddp_steps_average_both_processes(fb_small, optimizer):
     batches = TrainBatches(train, data.head_probability(), fb_small.num_entities, config.negatives,
                            config.chunk_size, seed=5)
     keys = list(EpochBatchSampler(len(train), config.batch_size, seed=5))  # one process: batch i is key i
-    optimizer_ = reference.configure_optimizers()
+    reference_optimizer = reference.configure_optimizers()
     table = reference.model.weight
     for step in range(steps):
         grads = []
@@ -349,7 +349,7 @@ def test_ddp_steps_average_both_processes(fb_small, optimizer):
                                            fb_small.num_entities, config.norm, config.margin,
                                            config.adversarial_temperature, optimizer == "sparse_adam", False)[1])
         table.grad = (grads[0] + grads[1]) / 2
-        optimizer_.step()
+        reference_optimizer.step()
         if optimizer == "adam":
             reference.model.normalize_entities_()
     assert not torch.equal(module.model.weight, initial)
