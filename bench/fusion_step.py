@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from kept.methods import BASELINE, METHODS
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
          "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)}
@@ -41,33 +43,15 @@ PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
 
 
 def build(method: str, args: argparse.Namespace, vocab_size: int):
-    """(module, batch) of one method at the benchmark's size and shape."""
+    """(module, batch) of one registered method (kept.methods) at the benchmark's size and shape."""
+    from kept.methods import get_method, resolve
+
+    m = get_method(method)
     size = dict(SIZES[args.size], max_position_embeddings=max(512, args.seq), dropout=0.1)
-    corpus, store, vocab = args.corpus, args.store, args.vocab
-    if method == "mlm":
-        from kept.fusion.uktp import benchmark_batch
-        from kept.train.mlm import MaskedLMModule
-
-        return (MaskedLMModule(vocab_size=vocab_size, **size),
-                benchmark_batch(store, corpus, vocab, args.batch, args.seq, kind="mlm"))
-    if method == "kbert":
-        from kept.fusion.kbert import KBertModule, kbert_training_batch
-
-        return (KBertModule(vocab_size=vocab_size, **size),
-                kbert_training_batch(args.batch, args.seq, corpus, store, vocab))
-    if method == "ernie-t":
-        from kept.fusion.ernie_t_data import training_batch
-        from kept.fusion.ernie_t_train import ErnieTModule
-        from kept.kg import open_store
-
-        module = ErnieTModule(vocab_size=vocab_size, entity_store=str(store), **size)
-        return module, training_batch(corpus, vocab, open_store(store).num_entities, args.batch, args.seq)
-    if method == "uktp":
-        from kept.fusion.uktp import UktpModule, benchmark_batch
-
-        return (UktpModule(vocab_size=vocab_size, **size),
-                benchmark_batch(store, corpus, vocab, args.batch, args.seq, kind="uktp"))
-    raise ValueError(method)
+    if m.module_store_kwarg:
+        size[m.module_store_kwarg] = str(args.store)
+    batch = resolve(m.benchmark_batch)(args.corpus, args.store, args.vocab, args.batch, args.seq)
+    return resolve(m.module)(vocab_size=vocab_size, **size), batch
 
 
 def model_flops_per_step(module: torch.nn.Module, batch: int, seq: int, layers: int, hidden: int) -> float:
@@ -87,7 +71,9 @@ def model_flops_per_step(module: torch.nn.Module, batch: int, seq: int, layers: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["mlm", "kbert", "ernie-t", "uktp"])
+    p.add_argument("--methods", nargs="+", default=[name for name, m in METHODS.items() if not m.staged_masking],
+                   choices=list(METHODS), help="methods to time (default: all but staged masking, which has "
+                                               "the baseline's step)")
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=128)
@@ -100,8 +86,8 @@ def main() -> None:
     p.add_argument("--vocab", type=Path, default=ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    if "mlm" not in args.methods:
-        args.methods.insert(0, "mlm")
+    if BASELINE not in args.methods:
+        args.methods.insert(0, BASELINE)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -139,7 +125,7 @@ def main() -> None:
                 times[method].append(seconds)
     size = SIZES[args.size]
     peak = next((v for k, v in PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name(device)), None)
-    reference = statistics.median(times["mlm"])
+    reference = statistics.median(times[BASELINE])
     results = {}
     for method, ts in times.items():
         median = statistics.median(ts)

@@ -7,10 +7,10 @@ builds the HowNet store, segments every review once with jieba (the store's subj
 words; not timed: both sides take the same words), then times, interleaved, best of 3:
 
   * reference: K-BERT's ``add_knowledge_with_vm`` as published (characters to ids by dict
-    lookup, then :func:`kept.fusion.kbert_reference.reference_tree` per sentence, per word,
+    lookup, then :func:`kept.fusion.kbert.reference.reference_tree` per sentence, per word,
     per token: tree, positions, ``np.zeros`` visible matrix filled row by row, cut/pad to
     max_length), then stacked into batch tensors;
-  * kept: :class:`kept.fusion.kbert_tree.SentenceTreeBuilder` on the same words (as
+  * kept: :class:`kept.fusion.kbert.tree.SentenceTreeBuilder` on the same words (as
     LinkedExamples), one call for the whole batch, padded to max_length.
 
 Both use the same seeded branch choice; the outputs are checked equal (ids, soft positions,
@@ -39,8 +39,8 @@ def reference_batch(split_sent_batch: list[list[str]], lookup_table: dict[str, l
                     special_tags: set[str], max_entities: int, max_length: int) -> tuple[list, list, list]:
     """``add_knowledge_with_vm`` as published (words already segmented): per sentence, characters
     to ids by dict lookup (a special tag is one token), then the published tree
-    (:func:`kept.fusion.kbert_reference.reference_tree`). Branch order: ``lookup_table``'s lists."""
-    from kept.fusion.kbert_reference import reference_tree
+    (:func:`kept.fusion.kbert.reference.reference_tree`). Branch order: ``lookup_table``'s lists."""
+    from kept.fusion.kbert.reference import reference_tree
 
     unk = vocab["[UNK]"]
     know_sent_batch, position_batch, visible_matrix_batch = [], [], []
@@ -67,8 +67,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from kept.fusion.kbert import JiebaSubjectSegmenter
-    from kept.fusion.kbert_reference import seeded_lookup_table
-    from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
+    from kept.fusion.kbert.branches import BranchTable
+    from kept.fusion.kbert.reference import seeded_lookup_table
+    from kept.fusion.kbert.tree import SentenceTreeBuilder
     from kept.kg import open_store
     from kept.kg.build import BuildOptions, build_store
     from kept.train.data import load_tokenizer

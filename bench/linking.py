@@ -1,4 +1,4 @@
-"""Benchmarks of the entity linker (``kept.kg.linker``): quality on LAMA T-REx, speed with >= 1M aliases.
+"""Benchmarks of the entity linker (``kept.kg.linking.linker``): quality on LAMA T-REx, speed with >= 1M aliases.
 
 Two parts:
 
@@ -68,8 +68,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from kept.kg import open_store  # noqa: E402
 from kept.kg.build import BuildOptions, build_store  # noqa: E402
-from kept.kg.disambiguation import DisambiguationConfig  # noqa: E402
-from kept.kg.linker import EntityLinker, LinkerConfig  # noqa: E402
+from kept.kg.linking.disambiguation import DisambiguationConfig  # noqa: E402
+from kept.kg.linking.linker import EntityLinker, LinkerConfig  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_OUT = BENCH / "results" / "linking.json"
@@ -312,7 +312,7 @@ def run_speed(args: argparse.Namespace, work: Path) -> dict:
             size = 0
         chunks[-1].append(p)
         size += len(p) + 1
-    from kept.kg.linker import select_leftmost_longest
+    from kept.kg.linking.linker import select_leftmost_longest
 
     def candidates_only():
         return sum(len(select_leftmost_longest(*loaded.index.find("\x00".join(c)))[0]) for c in chunks)

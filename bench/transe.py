@@ -11,7 +11,7 @@ kept runs twice: with its default lazy ``sparse_adam`` and with dense ``adam`` (
 optimizer). Measured: seconds per training epoch (the three sides interleaved, 1 +
 ``--repeats`` runs each, the fastest kept), and the filtered evaluation of the
 full test split (both directions, filtered with train + valid + test) — kept's
-:func:`kept.kg.evaluate.evaluate_link_prediction` vs PyKEEN's ``RankBasedEvaluator``
+:func:`kept.kg.transe.evaluate.evaluate_link_prediction` vs PyKEEN's ``RankBasedEvaluator``
 (its automatic batch size). kept's evaluation runs 3 times: the table gives the best and,
 in brackets, the first call, which includes compiling the L1 kernel with torch.compile
 (15-30 s the first time on a machine, cached on disk after). PyKEEN runs once.
@@ -42,9 +42,9 @@ import torch
 
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store
-from kept.kg.evaluate import KnownTriples, evaluate_link_prediction
-from kept.kg.transe import TransEConfig
-from kept.kg.transe_train import train_transe
+from kept.kg.transe.config import TransEConfig
+from kept.kg.transe.evaluate import KnownTriples, evaluate_link_prediction
+from kept.kg.transe.train import train_transe
 from kept.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -108,8 +108,8 @@ def main() -> None:
         return build(args)
 
     from kept.kg import open_store
-    from kept.kg.transe import TransEConfig
-    from kept.kg.transe_train import train_transe
+    from kept.kg.transe.config import TransEConfig
+    from kept.kg.transe.train import train_transe
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

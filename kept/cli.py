@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kept import demo
     from kept.data import cli as data_cli
     from kept.kg import cli as kg_cli
-    from kept.kg import link_cli
+    from kept.kg.linking import cli as link_cli
 
     kg_cli.register(sub)
     link_cli.register(sub)

@@ -3,8 +3,7 @@
 Steps: build a KG store from every shipped sample; train TransE on the T-REx and
 Medical stores (the linker uses the T-REx vectors for coherence; ERNIE-T uses them as
 entity vectors); link the T-REx sentences to the T-REx store (a linked corpus); pretrain a
-small BERT briefly with every method (``mlm``, ``ernie-baidu``, ``kbert``, ``ernie-t``,
-``uktp``) and export each; probe every model on the shipped T-REx cloze set with the
+small BERT briefly with every registered method (:mod:`kept.methods`) and export each; probe every model on the shipped T-REx cloze set with the
 method's knowledge; write a report folder (Markdown + plots) and print its path.
 """
 
@@ -15,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-#: every pretraining method, in the order the demo runs them
-METHODS = ["mlm", "ernie-baidu", "kbert", "ernie-t", "uktp"]
+from kept.methods import METHODS, get_method
+
 #: (store name, input path relative to the data folder, build options)
 SAMPLES: list[tuple[str, str, dict]] = [
     ("medical", "kbert/Medical.spo", {}),
@@ -37,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=40, help="pretraining steps per method (default: 40)")
     p.add_argument("--transe-epochs", type=int, default=50, help="TransE epochs per store (default: 50)")
     p.add_argument("--workers", type=int, default=None, help="corpus-linking processes (default: all cores)")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
-                   help="pretraining methods to run (default: all five)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                   help=f"pretraining methods to run (default: all {len(METHODS)})")
     p.set_defaults(func=run)
 
 
@@ -114,11 +113,11 @@ def write_report(args: argparse.Namespace, summary: dict) -> Path:
 
 def embed(args: argparse.Namespace, name: str) -> dict:
     """TransE with the default configuration, capped at a demo budget; returns the test metrics."""
-    from kept.cli import main as kept_main
+    from kept.kg.transe.cli import main as embed_main
 
     store = args.out / "stores" / name
     print(f"\n[kg embed] TransE on {store}", flush=True)
-    if kept_main(["kg", "embed", str(store), "--epochs", str(args.transe_epochs), "--max-minutes", "1",
+    if embed_main([str(store), "--epochs", str(args.transe_epochs), "--max-minutes", "1",
                   "--no-progress"]) != 0:
         raise RuntimeError(f"kept kg embed failed on {store}")
     metrics = json.loads((store / "embeddings" / "transe" / "metrics.json").read_text())
@@ -151,11 +150,8 @@ def pretrain(args: argparse.Namespace, method: str, corpus) -> dict:
     overlay = Path("experiments") / "demo" / f"{method}.yaml"
     if overlay.exists():  # the method's own settings (its KG store, ERNIE-T's layer split)
         argv[4:4] = ["--config", str(overlay)]
-    if method in ("kbert", "ernie-t", "uktp"):
-        argv += ["--data.init_args.store", str(args.out / "stores" / "trex")]
-    if method == "ernie-baidu":  # the three stages within the demo's budget
-        argv += ["--trainer.callbacks.init_args.boundaries",
-                 json.dumps({"phrase": args.steps // 3, "entity": 2 * args.steps // 3})]
+    # the method's store and, for staged masking, its stage boundaries within the demo's budget
+    argv += get_method(method).pretrain_args(store=args.out / "stores" / "trex", steps=args.steps)
     pretrain_main(argv)
     return _last_losses(run_dir)
 

@@ -13,14 +13,7 @@ from conftest import ROOT, fit_batch
 from transformers.masking_utils import create_bidirectional_mask
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
-from kept.fusion.ernie_t import (
-    ErnieTConfig,
-    ErnieTForPreTraining,
-    ErnieTScorer,
-    from_bert,
-    load_pretrained,
-)
-from kept.fusion.ernie_t_data import (
+from kept.fusion.ernie_t.data import (
     ErnieTCollator,
     ErnieTDataModule,
     align_entities,
@@ -28,7 +21,9 @@ from kept.fusion.ernie_t_data import (
     resolve_store,
     training_batch,
 )
-from kept.fusion.ernie_t_train import ErnieTModule, dea_loss
+from kept.fusion.ernie_t.model import ErnieTConfig, ErnieTForPreTraining, from_bert, load_pretrained
+from kept.fusion.ernie_t.scorer import ErnieTScorer
+from kept.fusion.ernie_t.train import ErnieTModule, dea_loss
 from kept.masking.ernie import UnitMaskingCollator
 from kept.train.data import load_tokenizer
 
@@ -42,9 +37,9 @@ def trex(tmp_path_factory):
     from kept.data.build import CorpusOptions, build_linked_corpus
     from kept.kg import open_store
     from kept.kg.build import BuildOptions, build_store
-    from kept.kg.transe_config import TransEConfig
-    from kept.kg.transe_io import write_embeddings
-    from kept.kg.transe_train import train_transe
+    from kept.kg.transe.config import TransEConfig
+    from kept.kg.transe.io import write_embeddings
+    from kept.kg.transe.train import train_transe
 
     root = tmp_path_factory.mktemp("ernie_t")
     build_store([(ROOT / "kg_data" / "trex" / "trex_facts.nt.gz", None)], root / "store", BuildOptions(progress=False))

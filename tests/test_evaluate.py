@@ -1,4 +1,4 @@
-"""Filtered link-prediction evaluation against a brute-force reference (kept.kg.evaluate)."""
+"""Filtered link-prediction evaluation against a brute-force reference (kept.kg.transe.evaluate)."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kept.kg.evaluate import (
+from kept.kg.transe.evaluate import (
     EvalBatches,
     KnownTriples,
     evaluate_link_prediction,

@@ -57,7 +57,8 @@ def _synthetic(tmp_path, n_train=96, n_eval=48):
 
 def test_classifier_learns_through_sentence_trees(tmp_path, medical_store):
     from kept.fusion.kbert import JiebaSubjectSegmenter
-    from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
+    from kept.fusion.kbert.branches import BranchTable
+    from kept.fusion.kbert.tree import SentenceTreeBuilder
     from kept.train.data import load_tokenizer
     from kept.train.finetune import SentenceClassifier, TreeClassificationCollate, read_labelled
 
@@ -99,7 +100,8 @@ def test_finetune_cli_with_and_without_knowledge(tmp_path, with_kg, medical_stor
     assert metrics["kg"] == (str(medical_store.path) if with_kg else None)
     # the reported dev accuracy is the best checkpoint's, recomputed here by hand
     from kept.fusion.kbert import JiebaSubjectSegmenter
-    from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
+    from kept.fusion.kbert.branches import BranchTable
+    from kept.fusion.kbert.tree import SentenceTreeBuilder
     from kept.train.data import load_tokenizer
     from kept.train.finetune import SentenceClassifier, TreeClassificationCollate
 

@@ -11,8 +11,9 @@ from conftest import ROOT, fit_batch, need_data
 
 from kept.data.examples import LinkedExample
 from kept.fusion.kbert import JiebaSubjectSegmenter
-from kept.fusion.kbert_reference import reference_tree, seeded_lookup_table
-from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder, build_trees
+from kept.fusion.kbert.branches import BranchTable
+from kept.fusion.kbert.reference import reference_tree, seeded_lookup_table
+from kept.fusion.kbert.tree import SentenceTreeBuilder, build_trees
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store
 from kept.train.data import load_tokenizer
@@ -21,7 +22,7 @@ ZH_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt"
 EN_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
 
 
-# ---- the published lookup table (the tree itself: kept.fusion.kbert_reference) ------------------------------
+# ---- the published lookup table (the tree itself: kept.fusion.kbert.reference) ------------------------------
 def reference_lookup_table(spo_path, predicate: bool) -> dict[str, set[str]]:
     """brain/knowgraph.py::_create_lookup_table: subject -> set of (predicate + object) or objects."""
     table: dict[str, set[str]] = {}
@@ -106,7 +107,8 @@ def test_chinese_trees_equal_the_reference(kg, with_predicate, add_sep, max_leng
 
 @pytest.fixture(scope="module")
 def trex_linked(tmp_path_factory):
-    from kept.kg.linker import EntityLinker, link_example
+    from kept.data.linked import link_example
+    from kept.kg.linking.linker import EntityLinker
 
     out = tmp_path_factory.mktemp("trex") / "store"
     build_store([(ROOT / "kg_data" / "trex" / "trex_facts.nt.gz", None)], out, BuildOptions(progress=False))

@@ -17,19 +17,18 @@ from conftest import ROOT, need_data
 
 from kept.cli import main
 from kept.data.examples import LinkedExample
+from kept.data.linked import attach_entities, link_example
 from kept.kg import open_store
-from kept.kg.alias_index import AliasIndex
 from kept.kg.build import BuildOptions, build_store
-from kept.kg.disambiguation import DisambiguationConfig
-from kept.kg.linker import (
+from kept.kg.linking.alias_index import AliasIndex
+from kept.kg.linking.disambiguation import DisambiguationConfig
+from kept.kg.linking.linker import (
     EntityLinker,
     LinkerConfig,
-    attach_entities,
     index_cache_dir,
-    link_example,
     select_leftmost_longest,
 )
-from kept.kg.textnorm import content_ids, token_id
+from kept.kg.linking.textnorm import content_ids, token_id
 
 VOCAB = ROOT.parent / "shared" / "data" / "vocab"
 WD, WDT = "http://www.wikidata.org/entity/", "http://www.wikidata.org/prop/direct/"
@@ -273,7 +272,7 @@ def test_chinese_book_reviews_hownet(hownet_store):
     reviews = _book_reviews(300)
     chars = EntityLinker.from_store(hownet_store, LinkerConfig(language="zh"), cache=False)
     words = EntityLinker.from_store(hownet_store, LinkerConfig(language="zh", jieba_boundaries=True), cache=False)
-    from kept.kg.linker import jieba_boundary_mask
+    from kept.kg.linking.linker import jieba_boundary_mask
 
     n_chars = n_words = off_boundary = 0
     for text, by_char, by_word in zip(reviews, chars.link_many(reviews), words.link_many(reviews)):

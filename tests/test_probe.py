@@ -348,7 +348,7 @@ def test_load_scorer_dispatch(random_model, tokenizer, tmp_path, monkeypatch):
             calls.append((Path(model_dir), store, device))
             return cls()
 
-    monkeypatch.setitem(sys.modules, "kept.fusion.kbert", types.SimpleNamespace(KBertScorer=FakeKBertScorer))
+    monkeypatch.setitem(sys.modules, "kept.fusion.kbert.scorer", types.SimpleNamespace(KBertScorer=FakeKBertScorer))
     kbert = save_model(random_model, tokenizer, tmp_path / "kb", "kbert")
     assert isinstance(load_scorer(kbert, store="STORE"), FakeKBertScorer) and calls == [(kbert, "STORE", "cpu")]
     odd = save_model(random_model, tokenizer, tmp_path / "odd", "mystery")

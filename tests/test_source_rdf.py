@@ -17,7 +17,7 @@ from rdflib.plugins.parsers.ntriples import W3CNTriplesParser
 
 from kept.kg.sources import ReadContext, ReaderOptions, get_reader, guess_format, read
 from kept.kg.sources.errors import BadLines, SourceError
-from kept.kg.sources.ntriples import iter_fast_ntriples, iter_fast_records, parse_ntriples_line
+from kept.kg.sources.ntriples import iter_fast_ntriples, parse_ntriples_line
 from kept.kg.sources.rdf import (
     Literal,
     RecordMapper,
@@ -29,6 +29,7 @@ from kept.kg.sources.rdf import (
     read_turtle,
     wikidata_key,
 )
+from kept.kg.sources.rdf_mapping import iter_fast_records
 from kept.kg.sources.records import Attribute, Entity, Relation, Triple
 
 ROOT = Path(__file__).resolve().parents[1]

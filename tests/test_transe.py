@@ -14,19 +14,7 @@ from torch import nn
 from kept.cli import main
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store
-from kept.kg.transe import (
-    LazyAdam,
-    TransE,
-    TransEConfig,
-    TransELightning,
-    TransELoss,
-    batch_loss,
-    loss_and_gradient,
-    margin_ranking_loss,
-    row_norm,
-    self_adversarial_loss,
-)
-from kept.kg.transe_data import (
+from kept.kg.transe.data import (
     EpochBatchSampler,
     TrainBatches,
     TransEDataModule,
@@ -34,8 +22,20 @@ from kept.kg.transe_data import (
     sample_negatives,
     split_triples,
 )
-from kept.kg.transe_io import export_openke, load_openke, write_embeddings
-from kept.kg.transe_train import train_transe
+from kept.kg.transe.io import export_openke, load_openke, write_embeddings
+from kept.kg.transe.lightning import TransELightning
+from kept.kg.transe.model import (
+    LazyAdam,
+    TransE,
+    TransEConfig,
+    TransELoss,
+    batch_loss,
+    loss_and_gradient,
+    margin_ranking_loss,
+    row_norm,
+    self_adversarial_loss,
+)
+from kept.kg.transe.train import train_transe
 
 torch.set_num_threads(2)
 

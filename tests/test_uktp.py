@@ -10,16 +10,7 @@ import torch
 from conftest import ROOT, fit_batch
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
-from kept.fusion.uktp import (
-    MixedBatchSampler,
-    UktpDataModule,
-    UktpModule,
-    benchmark_batch,
-    is_uktp_batch,
-    uktp_batches_before,
-    uktp_losses,
-)
-from kept.fusion.uktp_data import (
+from kept.fusion.uktp.data import (
     ELEMENTS,
     LabelTable,
     UktpCollator,
@@ -27,6 +18,15 @@ from kept.fusion.uktp_data import (
     choose_triples,
     load_pairing,
     pair_triples,
+)
+from kept.fusion.uktp.train import (
+    MixedBatchSampler,
+    UktpDataModule,
+    UktpModule,
+    benchmark_batch,
+    is_uktp_batch,
+    uktp_batches_before,
+    uktp_losses,
 )
 from kept.kg import open_store
 from kept.kg.build import BuildOptions, build_store

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kept.methods import METHODS, get_method
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-METHODS = ["mlm", "ernie-baidu", "kbert", "ernie-t", "uktp"]
 VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
 WD, WDT = "http://www.wikidata.org/entity/", "http://www.wikidata.org/prop/direct/"
 
@@ -118,13 +119,10 @@ def train(args: argparse.Namespace, method: str, seed: int) -> Path:
             "--trainer.max_steps", str(args.steps), "--trainer.default_root_dir", str(run_dir),
             "--trainer.logger.class_path", "pytorch_lightning.loggers.CSVLogger",
             "--trainer.logger.init_args.save_dir", str(run_dir), "--export", str(model)]
-    if method != "mlm" and method != "ernie-baidu":
-        argv += ["--data.init_args.store", str(args.out / "store")]
-    if method == "ernie-t":  # both layers aggregators: with M = 1 entity vectors never reach a [MASK]
-        argv += ["--model.init_args.num_aggregator_layers", "2"]
-    if method == "ernie-baidu":
-        argv += ["--trainer.callbacks.init_args.boundaries",
-                 json.dumps({"phrase": args.steps // 3, "entity": 2 * args.steps // 3})]
+    overlay = HERE / f"{method}.yaml"  # a method's own settings at this budget (ERNIE-T's layer split)
+    if overlay.exists():
+        argv[4:4] = ["--config", str(overlay)]
+    argv += get_method(method).pretrain_args(store=args.out / "store", steps=args.steps)
     start = time.perf_counter()
     pretrain_main(argv)
     log(f"{method} seed {seed}: {args.steps} steps in {time.perf_counter() - start:.0f} s")
@@ -208,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-relation", type=int, default=300, help="facts per T-REx relation (default 300)")
     p.add_argument("--seen-fraction", type=float, default=0.8, help="share of facts whose sentences are trained on")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the seen/unseen split (default 0)")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=500, help="optimizer steps per run (default 500)")
     p.add_argument("--transe-minutes", type=float, default=2.0, help="TransE training cap (default 2)")

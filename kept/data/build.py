@@ -95,7 +95,7 @@ def _sha256(path: Path) -> str:
 
 def cache_key(input_path: Path, vocab: Path, store: Path | None, options: CorpusOptions) -> str:
     """Hash of everything the built corpus depends on."""
-    from kept.train.data import vocab_is_uncased
+    from kept.data.tokenizer import vocab_is_uncased
 
     payload = {"input": _sha256(input_path), "vocab": _sha256(vocab), "uncased": vocab_is_uncased(vocab),
                "options": asdict(options),
@@ -108,15 +108,15 @@ _WORKER: dict = {}
 
 
 def _init_worker(vocab: str, store: str | None, options: CorpusOptions, phrases: str | None) -> None:
+    from kept.data.tokenizer import load_tokenizer
     from kept.masking.units import UnitSegmenter
-    from kept.train.data import load_tokenizer
 
     tokenizer = load_tokenizer(vocab)
     _WORKER["segmenter"] = UnitSegmenter(tokenizer, lang=options.lang, phrases=phrases,
                                          max_tokens=options.max_tokens)
     _WORKER["linker"] = None
     if store is not None:
-        from kept.kg.linker import EntityLinker, LinkerConfig
+        from kept.kg.linking.linker import EntityLinker, LinkerConfig
 
         config = LinkerConfig(language=options.lang, threshold=options.link_threshold,
                               jieba_boundaries=options.jieba_boundaries)
@@ -125,7 +125,7 @@ def _init_worker(vocab: str, store: str | None, options: CorpusOptions, phrases:
 
 def _process(texts: list[str]) -> list[LinkedExample]:
     """Tokenise, segment and link one chunk of texts (in a worker)."""
-    from kept.kg.linker import attach_entities
+    from kept.data.linked import attach_entities
 
     examples = _WORKER["segmenter"](texts)
     linker = _WORKER["linker"]

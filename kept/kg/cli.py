@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from kept.kg.embed_cli import register_embed
 from kept.kg.sources import FORMATS
+from kept.kg.transe.cli import register_embed
 
 
 def _csv(value: str) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ import numpy as np
 from kept.kg.sources.records import SPLIT_NAMES
 
 if TYPE_CHECKING:
-    from kept.kg.build import BuildOptions, _Ingest
+    from kept.kg.ingest import BuildOptions, Ingest
 
 FORMAT_VERSION = 1
 
@@ -56,7 +56,7 @@ def _first_of_runs(hrt: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _sort_dedup(ingest: _Ingest, work: Path, n_entities: int, block: int) -> dict:
+def _sort_dedup(ingest: Ingest, work: Path, n_entities: int, block: int) -> dict:
     """Phase 2: partition by head range, sort and deduplicate each bucket.
 
     Writes ``work/main.bin`` (unique (h, r, t) over all splits) and
@@ -113,7 +113,7 @@ def _sort_dedup(ingest: _Ingest, work: Path, n_entities: int, block: int) -> dic
     return {"out_deg": out_deg, "in_deg": in_deg, "unique": n_unique, "split_codes": sorted(split_files)}
 
 
-def _keep_mask(ingest: _Ingest, options: BuildOptions, degree: np.ndarray) -> np.ndarray:
+def _keep_mask(ingest: Ingest, options: BuildOptions, degree: np.ndarray) -> np.ndarray:
     keep = np.ones(len(degree), dtype=bool)
     if options.drop_unlabelled:
         labelled = np.zeros(len(degree), dtype=bool)
@@ -197,7 +197,7 @@ CREATE INDEX attributes_entity ON attributes(entity_id);
 """
 
 
-def _write_names(root: Path, ingest: _Ingest, remap: np.ndarray) -> None:
+def _write_names(root: Path, ingest: Ingest, remap: np.ndarray) -> None:
     """names.sqlite: best label/description per id (preferred language, then first seen), the rest as aliases."""
     scratch = ingest.db
     scratch.executescript(
@@ -247,7 +247,7 @@ def _write_names(root: Path, ingest: _Ingest, remap: np.ndarray) -> None:
     scratch.execute("DETACH DATABASE store")
 
 
-def write_store(root: Path, ingest: _Ingest, options: BuildOptions) -> dict:
+def write_store(root: Path, ingest: Ingest, options: BuildOptions) -> dict:
     """Phases 2 and 3 into ``root``; returns the counts for meta.json."""
     work = root / "_work"
     block = options.chunk_triples

@@ -243,7 +243,7 @@ def learn_phrases(texts_or_word_lists: Iterable[str | Sequence[str]], min_count:
     lowercase: lower-case English words (default True; matches uncased BERT).
     measure: "npmi" (default, in [-1, 1]) or "pmi" (natural log ratio).
     stop_words: words a phrase may not start or end with (default None: the built-in
-        English or Chinese list of :mod:`kept.kg.textnorm`; an empty set allows all).
+        English or Chinese list of :mod:`kept.kg.linking.textnorm`; an empty set allows all).
     """
     if measure not in ("npmi", "pmi"):
         raise ValueError(f"measure must be 'npmi' or 'pmi', not {measure!r}")
@@ -251,7 +251,7 @@ def learn_phrases(texts_or_word_lists: Iterable[str | Sequence[str]], min_count:
         raise ValueError("max_len must be at least 2")
     table = PhraseTable({}, lang, lowercase, max_len, min_count, threshold, measure)
     if stop_words is None:
-        from kept.kg.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS
+        from kept.kg.linking.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS
 
         stop_words = ZH_STOP_WORDS if lang == "zh" else EN_STOP_WORDS
     stop = frozenset(stop_words)

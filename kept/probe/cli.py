@@ -92,7 +92,7 @@ def model_names(models: list[str], names: list[str] | None) -> list[str]:
 
 
 def _tokenizer(model_dir: Path, vocab: str | None):
-    from kept.train.data import load_tokenizer
+    from kept.data.tokenizer import load_tokenizer
 
     if vocab is not None:
         return load_tokenizer(vocab)
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kept.kg.linker import EntityLinker, LinkerConfig
+    from kept.kg.linking.linker import EntityLinker, LinkerConfig
     from kept.kg.store import open_store
     from kept.probe.queries import QueryBuilder
     from kept.probe.report import markdown_report, plot_report

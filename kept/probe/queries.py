@@ -8,7 +8,7 @@ knowledge methods (K-BERT branches, ERNIE (Tsinghua) entity embeddings) see it:
 * when the fact's ``sub_uri`` is a key of the store (``store.entity_id(key)``), the
   subject's own characters are marked with that entity (score 1.0), whatever the linker says;
 * otherwise, and for every other mention in the text, the entity linker decides
-  (:meth:`kept.kg.linker.EntityLinker.link_batch`). Mentions overlapping a mask are dropped.
+  (:meth:`kept.kg.linking.linker.EntityLinker.link_batch`). Mentions overlapping a mask are dropped.
 
 Without a store the queries have no entity spans (plain BERT needs none).
 """
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from kept.data.examples import LinkedExample
-from kept.kg.linker import EntityLinker, LinkerConfig, attach_entities
+from kept.data.linked import attach_entities
+from kept.kg.linking.linker import EntityLinker, LinkerConfig
 from kept.kg.store import KGStore
 from kept.masking.units import UnitSegmenter
 

@@ -6,11 +6,11 @@ Every scorer implements the probing contract::
         # for each example a float32 [k, V] log-softmax at its k [MASK] positions, in order
     Scorer.from_pretrained(model_dir, store=None, device="cpu")
 
-:func:`load_scorer` dispatches on ``model_dir/kept.json`` "method": absent (a plain
-Hugging Face BERT directory), ``mlm``, ``ernie-baidu`` and ``uktp`` give a
-:class:`MaskedLMScorer`; ``kbert`` gives ``kept.fusion.kbert.KBertScorer`` and
-``ernie-t`` gives ``kept.fusion.ernie_t.ErnieTScorer`` (imported only when used), which
-read the entity spans of the queries.
+:func:`load_scorer` picks the scorer by ``model_dir/kept.json`` "method" from the method
+registry (:mod:`kept.methods`, each method's ``scorer``, imported only when used): a plain
+Hugging Face BERT directory (no kept.json) and the stock-BERT methods get a
+:class:`MaskedLMScorer`; the methods that read the KG at probe time (K-BERT, ERNIE-T) get
+their own scorers, which read the entity spans of the queries.
 
 :class:`MaskedLMScorer` is the fast path for BERT-base-size models on CPU: queries are
 sorted by length and batched so that a batch has (almost) no padding, the encoder runs
@@ -34,11 +34,6 @@ from transformers import BertForMaskedLM
 
 from kept.data.examples import LinkedExample
 from kept.kg.store import KGStore
-
-#: kept.json "method" values answered by the plain masked-LM scorer (stock BertForMaskedLM exports)
-MASKED_LM_METHODS = ("mlm", "ernie-baidu", "uktp")
-#: kept.json "method" -> (module, class) of the knowledge methods' own scorers
-KNOWLEDGE_SCORERS = {"kbert": ("kept.fusion.kbert", "KBertScorer"), "ernie-t": ("kept.fusion.ernie_t", "ErnieTScorer")}
 
 
 class Scorer(Protocol):
@@ -73,17 +68,17 @@ def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
-    method, _ = read_method(model_dir)
-    if method is None or method in MASKED_LM_METHODS:
-        return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
-    if method in KNOWLEDGE_SCORERS:
-        import importlib
+    from kept.methods import METHODS, resolve
 
-        module_name, class_name = KNOWLEDGE_SCORERS[method]
-        scorer_class = getattr(importlib.import_module(module_name), class_name)
-        return scorer_class.from_pretrained(model_dir, store=store, device=device)
-    known = ", ".join([*MASKED_LM_METHODS, *KNOWLEDGE_SCORERS])
-    raise ValueError(f"{model_dir / 'kept.json'}: unknown method {method!r} (known: {known})")
+    name, _ = read_method(model_dir)
+    if name is None:
+        return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
+    if name not in METHODS:
+        raise ValueError(f"{model_dir / 'kept.json'}: unknown method {name!r} (known: {', '.join(METHODS)})")
+    scorer_class = resolve(METHODS[name].scorer)
+    if scorer_class is MaskedLMScorer:
+        return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
+    return scorer_class.from_pretrained(model_dir, store=store, device=device)
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[np.ndarray]:
@@ -137,7 +132,7 @@ class MaskedLMScorer:
         batch_size: queries per forward pass (default 128).
         tokenizer: the tokenizer (default: the one saved in ``model_dir``).
         """
-        from kept.train.data import load_tokenizer
+        from kept.data.tokenizer import load_tokenizer
 
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', not {dtype!r}")

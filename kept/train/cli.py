@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-CONFIGS = Path(__file__).parent / "configs"
+from kept.methods import METHODS, get_method
 
 
 def methods() -> list[str]:
-    """Names accepted by ``--method``."""
-    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    """Names accepted by ``--method`` (the registry, :mod:`kept.methods`)."""
+    return list(METHODS)
 
 
 class PretrainCLI(LightningCLI):
@@ -58,9 +58,10 @@ def _method_args(argv: list[str]) -> list[str]:
             out.append(arg)
             i += 1
             continue
-        if name not in methods():
-            raise SystemExit(f"kept pretrain: unknown method {name!r}; choose one of {', '.join(methods())}")
-        out.extend(["--config", str(CONFIGS / f"{name}.yaml")])
+        try:
+            out.extend(["--config", str(get_method(name).config)])
+        except ValueError as exc:
+            raise SystemExit(f"kept pretrain: {exc}") from None
     return out
 
 

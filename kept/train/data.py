@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedCorpus
 from kept.data.loading import CorpusDataset, EpochBatchSampler, ResumableDataModule, split_indices
+from kept.data.tokenizer import load_tokenizer, vocab_is_uncased
 from kept.masking.ernie import CurriculumSchedule, UnitMaskingCollator
 
 
@@ -104,30 +105,18 @@ class PretrainDataModule(ResumableDataModule):
                           collate_fn=collate, num_workers=0)
 
 
-def load_tokenizer(vocab: str | Path):
-    """A BERT WordPiece tokenizer from a ``vocab.txt`` file or a saved tokenizer directory (local only)."""
-    from transformers import AutoTokenizer, BertTokenizer
-
-    path = Path(vocab)
-    if path.is_dir():
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if not path.exists():
-        raise FileNotFoundError(f"no vocabulary at {path}")
-    return BertTokenizer(vocab=str(path), do_lower_case=vocab_is_uncased(path))
+__all__ = ["PretrainDataModule", "SeededCollate", "load_tokenizer", "mlm_benchmark_batch", "vocab_is_uncased"]
 
 
-def vocab_is_uncased(path: str | Path) -> bool:
-    """True when a WordPiece ``vocab.txt`` has no token with an ASCII capital letter (outside
-    ``[SPECIAL]`` tokens): an uncased vocabulary, whose tokenizer must lowercase the text.
+def mlm_benchmark_batch(corpus: str | Path | LinkedCorpus, store: str | Path | None, vocab: str | Path,
+                        batch_size: int = 32, seq_len: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A plain token-level masked-LM batch from a real corpus, padded to exactly ``seq_len`` tokens.
 
-    Only ASCII counts: uncased vocabularies keep non-ASCII symbols such as 'ℝ' that Python
-    calls upper-case, while a cased vocabulary (bert-base-cased) has hundreds of "The"-like tokens.
+    corpus: a linked corpus (path or opened). store: unused (the common benchmark signature of
+    :mod:`kept.methods`). vocab: its vocab.txt. batch_size / seq_len: the shape (defaults 32 / 128).
+    seed: draws the sentences and the masks (default 0).
     """
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            token = line.strip()
-            if token.startswith("[") and token.endswith("]"):
-                continue
-            if any("A" <= c <= "Z" for c in token):
-                return False
-    return True
+    corpus = corpus if isinstance(corpus, LinkedCorpus) else LinkedCorpus(corpus)
+    indices = np.random.default_rng(seed).choice(len(corpus), batch_size, replace=len(corpus) < batch_size)
+    collator = UnitMaskingCollator(load_tokenizer(vocab), max_length=seq_len, level="token", pad_to_multiple_of=seq_len)
+    return collator([corpus[int(i)] for i in indices], generator=torch.Generator().manual_seed(seed))

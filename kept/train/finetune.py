@@ -33,8 +33,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedExample
-from kept.fusion.kbert import JiebaSubjectSegmenter, tree_forward
-from kept.fusion.kbert_tree import BranchTable, SentenceTreeBuilder
+from kept.fusion.kbert.branches import BranchTable
+from kept.fusion.kbert.data import JiebaSubjectSegmenter
+from kept.fusion.kbert.model import tree_forward
+from kept.fusion.kbert.tree import SentenceTreeBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VOCAB = {"zh": ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt",
@@ -98,7 +100,7 @@ class TextEncoder:
         self.segmenter = JiebaSubjectSegmenter(tokenizer, store) if language == "zh" else None
         self.linker = None
         if language == "en" and store is not None:
-            from kept.kg.linker import EntityLinker
+            from kept.kg.linking.linker import EntityLinker
 
             self.linker = EntityLinker.from_store(store)
 
@@ -106,7 +108,7 @@ class TextEncoder:
         if self.segmenter is not None:
             return self.segmenter(text)
         if self.linker is not None:
-            from kept.kg.linker import link_example
+            from kept.data.linked import link_example
 
             return link_example(text, self.tokenizer, self.linker, "en")
         return LinkedExample(text, self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
 
 def finetune(args: argparse.Namespace) -> dict:
     """The whole run; returns the metrics written to ``args.out/metrics.json``."""
-    from kept.train.data import load_tokenizer
+    from kept.data.tokenizer import load_tokenizer
 
     started = time.perf_counter()
     if args.threads:

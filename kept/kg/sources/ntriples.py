@@ -42,11 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from kept.kg.sources.inputs import InputFile
-from kept.kg.sources.records import NO_SPLIT, Attribute, Record, Triple
 
 if TYPE_CHECKING:
     from kept.kg.sources import ReadContext
-    from kept.kg.sources.rdf import RecordMapper
 
 
 class Literal(NamedTuple):
@@ -267,75 +265,3 @@ def iter_fast_ntriples(path: Path, ctx: ReadContext) -> Iterator[TermTriple]:
                 if dt == _XSD_TOKEN or dt == _XSD_NORMALIZED_STRING:
                     lit = _whitespace_facet(lit, dt)
                 yield (s, p, new(literal, (lit, None, dt)))
-
-
-def iter_fast_records(path: Path, ctx: ReadContext, mapper: RecordMapper) -> Iterator[list[Record]]:
-    """The records of an N-Triples file, in lists: :func:`iter_fast_ntriples` fused with ``mapper``.
-
-    Flattened, gives exactly ``rdf_to_records(iter_fast_ntriples(path, ctx), ctx)``
-    (the tests check it), in one pass: a fast-tier line becomes its record
-    directly, its IRIs checked and shortened to keys in one cached lookup,
-    without building terms; any other line goes through the exact tier and
-    ``mapper.records``. Records come in lists of up to ``_BATCH`` (the builder
-    takes lists: a generator step per list, not per record); the last list
-    ends with ``mapper.finish()``.
-
-    path: the file (plain or .gz/.bz2/.xz), opened through ``ctx.open``.
-    ctx: read context; malformed lines go to ``ctx.bad`` with their line number.
-    mapper: the :class:`~kept.kg.sources.rdf.RecordMapper` of this read.
-    """
-    fast = _FAST.fullmatch
-    valid_iri = _VALID_IRI.fullmatch
-    wikidata_key = mapper.key_of
-    keys: dict[str, str] = {}  # IRI text that passed the fast tier's check -> key
-    known = keys.get
-
-    def admit(iri: str) -> str | None:
-        if valid_iri(iri) is None:
-            return None
-        if len(keys) > _IRI_CACHE_LIMIT:
-            keys.clear()
-        key = keys[iri] = wikidata_key(iri)
-        return key
-
-    keep, text_kind, text, unwanted = mapper.keep, mapper.text_kind, mapper.text, mapper.unwanted
-    new, triple, attribute, no_split, decode = _new_literal, Triple, Attribute, NO_SPLIT, bytes.decode
-    batch, facet_types = _BATCH, (_XSD_TOKEN, _XSD_NORMALIZED_STRING)
-    last_s, skey = None, ""
-    out: list[Record] = []
-    add = out.append
-    with ctx.open(path) as f:
-        for raw in f.lines():  # f.text_lines() inlined: this loop is the hot path
-            if len(out) >= batch:
-                yield out
-                out = []
-                add = out.append
-            try:
-                line = decode(raw)  # strict UTF-8
-            except UnicodeDecodeError as exc:
-                ctx.bad.report(path, f.lineno, f"invalid UTF-8 at byte {exc.start} of the line")
-                continue
-            m = fast(line)  # a trailing CR (CRLF files) is part of the fast pattern
-            if m is not None:
-                s, p, o, lit, lang, dt = m.groups()
-                if s != last_s and (k := known(s) or admit(s)) is not None:
-                    last_s, skey = s, k
-                if s == last_s and (pkey := known(p) or admit(p)) is not None:
-                    if o is not None:
-                        if (okey := known(o) or admit(o)) is not None:
-                            if keep is None or pkey in keep:
-                                add(new(triple, (skey, pkey, okey, no_split)))
-                            continue
-                    elif dt is None or known(dt) or admit(dt):
-                        if dt is not None and dt in facet_types:
-                            lit = _whitespace_facet(lit, dt)
-                        kind = text_kind(p)
-                        if kind is None:
-                            add(new(attribute, (skey, pkey, lit)))
-                        elif lang not in unwanted and (record := text(skey, kind, lit, lang, dt)) is not None:
-                            add(record)
-                        continue
-            out.extend(mapper.records(_slow_line(line, path, f, ctx)))
-    out.extend(mapper.finish())
-    if out:
-        yield out

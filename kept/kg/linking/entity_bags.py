@@ -1,6 +1,6 @@
 """Entity context bags: the hashed content tokens the linker compares with a mention's context.
 
-The bag of an entity is the set of content tokens (:mod:`kept.kg.textnorm`) of
+The bag of an entity is the set of content tokens (:mod:`kept.kg.linking.textnorm`) of
 
 * its label, aliases and description,
 * the labels of up to ``max_neighbours`` neighbours (out-edges first, then in-edges, in
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kept.kg.linking.textnorm import content_ids
 from kept.kg.store import KGStore
-from kept.kg.textnorm import content_ids
 
 
 def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

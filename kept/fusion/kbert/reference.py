@@ -6,7 +6,7 @@ cut or padded to ``max_length``), on token ids instead of characters so that it 
 Chinese (a character per token) and English (wordpieces) alike.
 :func:`seeded_lookup_table` gives the reference the branches kept would choose, as
 strings, in kept's seeded order. ``tests/test_kbert.py`` checks
-:class:`kept.fusion.kbert_tree.SentenceTreeBuilder` against these token for token, and
+:class:`kept.fusion.kbert.tree.SentenceTreeBuilder` against these token for token, and
 ``bench/kbert_tree.py`` times it against them. Not used in training.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kept.fusion.kbert_tree import BranchTable
+from kept.fusion.kbert.branches import BranchTable
 
 
 def reference_tree(words: list[list[int]], word_branches: list[list[list[int]]], max_length: int,

@@ -1,8 +1,8 @@
 """``kept pretrain --method ernie-t``: the ERNIE (Tsinghua) LightningModule.
 
-The math is in :mod:`kept.fusion.ernie_t` (model) and :mod:`kept.fusion.ernie_t_data`
+The math is in :mod:`kept.fusion.ernie_t.model` (model) and :mod:`kept.fusion.ernie_t.data`
 (batches, dEA noise); this module wires the losses (MLM + dEA), logging and export.
-The data module is :class:`kept.fusion.ernie_t_data.ErnieTDataModule`.
+The data module is :class:`kept.fusion.ernie_t.data.ErnieTDataModule`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from kept.fusion.ernie_t import ErnieTConfig, ErnieTForPreTraining, from_bert, save_pretrained
+from kept.fusion.ernie_t.model import ErnieTConfig, ErnieTForPreTraining, from_bert, save_pretrained
 from kept.masking.ernie import IGNORE_INDEX
 from kept.train.base import PretrainModule
 from kept.train.mlm import masked_lm_loss

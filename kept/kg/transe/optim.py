@@ -4,7 +4,7 @@ TransE's batches touch a few thousand of the table's rows; dense Adam would read
 write every row at every step. :class:`LazyAdam` applies ``torch.optim.SparseAdam``'s
 rule (only the rows with a gradient, and their moments, change) on row gathers and one
 scatter, fused into one kernel by ``torch.compile`` for large tables
-(:mod:`kept.kg.transe_kernels`), and can renormalise the rows it moves among the first
+(:mod:`kept.kg.transe.kernels`), and can renormalise the rows it moves among the first
 rows of the table (TransE's entity normalisation: its entity rows come first).
 """
 
@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from kept.kg.transe_kernels import Compiled
+from kept.kg.transe.kernels import Compiled
 
 
 def lazy_adam_rows_(param: Tensor, moments: Tensor, rows: Tensor, grad: Tensor, hyper: Tensor,

@@ -358,14 +358,3 @@ def load_pretrained(model_dir: str | Path, device: str | torch.device = "cpu") -
     load_model(model, str(model_dir / WEIGHTS_NAME), strict=True)
     model.tie_weights()
     return model.to(device).eval()
-
-
-
-def __getattr__(name: str):
-    # ``kept.fusion.ernie_t.ErnieTScorer`` is where kept.probe looks for the method's scorer; it lives in
-    # ernie_t_scorer.py (imported lazily: that module imports this one)
-    if name == "ErnieTScorer":
-        from kept.fusion.ernie_t_scorer import ErnieTScorer
-
-        return ErnieTScorer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 :func:`train_transe` runs a Lightning ``Trainer`` (accelerator "auto", checkpoints,
 early stopping on validation MRR), keeps the best validated weights and evaluates them
 on valid and test. :func:`evaluate_embeddings` re-evaluates vectors saved in a store.
-``kept kg embed`` (:mod:`kept.kg.embed_cli`) is a thin command over both.
+``kept kg embed`` (:mod:`kept.kg.transe.cli`) is a thin command over both.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from kept.kg.evaluate import evaluate_link_prediction
 from kept.kg.store import KGStore, open_store
-from kept.kg.transe import TransEConfig, TransELightning
-from kept.kg.transe_data import TransEDataModule
-from kept.kg.transe_io import read_json
+from kept.kg.transe.config import TransEConfig
+from kept.kg.transe.data import TransEDataModule
+from kept.kg.transe.evaluate import evaluate_link_prediction
+from kept.kg.transe.io import read_json
+from kept.kg.transe.lightning import TransELightning
 from kept.runtime import reuse_freed_memory
 
 
@@ -35,7 +36,7 @@ class TrainResult:
 
     entity: np.ndarray                     #: float32 [num_entities, dim]
     relation: np.ndarray                   #: float32 [num_relations, dim]
-    metrics: dict                          #: valid / test metrics (kept.kg.evaluate) + run facts
+    metrics: dict                          #: valid / test metrics (kept.kg.transe.evaluate) + run facts
     config: dict                           #: resolved configuration
     epoch_seconds: list[float] = field(default_factory=list)  #: training time of each epoch (no validation)
     is_global_zero: bool = True            #: False in the other processes of a multi-device run

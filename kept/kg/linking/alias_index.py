@@ -49,9 +49,9 @@ from pathlib import Path
 import ahocorasick
 import numpy as np
 
-from kept.kg.entity_bags import build_bags
+from kept.kg.linking.entity_bags import build_bags
+from kept.kg.linking.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS, char_tables, codes_of, fold_case
 from kept.kg.store import KGStore
-from kept.kg.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS, char_tables, codes_of, fold_case
 
 INDEX_FORMAT_VERSION = 1
 SENTINEL = "\x01"
@@ -92,7 +92,7 @@ class IndexOptions:
     language: "en" or "zh"; picks the default stop words.
     keep_numeric: keep names without any letter, e.g. "1984" (default False).
     max_neighbours: neighbours whose labels enter an entity's context bag (default 64;
-        see :mod:`kept.kg.entity_bags`).
+        see :mod:`kept.kg.linking.entity_bags`).
     """
 
     case: str = "auto"
@@ -140,7 +140,7 @@ class AliasIndex:
         self.automata = automata
         self.key_indptr, self.key_length = key_indptr, key_length
         self.cand_entity, self.cand_label = cand_entity, cand_label
-        #: context bags (kept.kg.entity_bags): int64 [num_entities + 1], uint32 [T]; empty when absent
+        #: context bags (kept.kg.linking.entity_bags): int64 [num_entities + 1], uint32 [T]; empty when absent
         num_entities = int(cand_entity.max()) + 1 if len(cand_entity) else 0
         self.bag_indptr = bag_indptr if bag_indptr is not None else np.zeros(num_entities + 1, np.int64)
         self.bag_tokens = bag_tokens if bag_tokens is not None else np.zeros(0, np.uint32)

@@ -1,7 +1,7 @@
 """``kept kg embed STORE``: train TransE on a KG store and save the vectors into it.
 
-The work is done by :mod:`kept.kg.transe_train` (imported only when the command runs,
-so ``kept --help`` stays fast); files are described in :mod:`kept.kg.transe_io`, the
+The work is done by :mod:`kept.kg.transe.train` (imported only when the command runs,
+so ``kept --help`` stays fast); files are described in :mod:`kept.kg.transe.io`, the
 default recipe and its numbers in ``docs/transe.md``.
 """
 
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from kept.kg.transe_config import TransEConfig
+from kept.kg.transe.config import TransEConfig
 
 
 # ---- the subcommand ----------------------------------------------------------------------------
@@ -68,6 +68,14 @@ _CONFIG_ARGS = ("dim", "epochs", "batch_size", "lr", "margin", "norm", "negative
                 "eval_batch_size", "seed")
 
 
+def main(argv: list[str]) -> int:
+    """``kept kg embed ARGV`` as a function (the demo calls it); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="kept kg")
+    register_embed(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["embed", *argv])
+    return args.func(args)
+
+
 def _print_metrics(metrics: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -83,8 +91,8 @@ def _embed(args: argparse.Namespace) -> int:
     import torch
 
     from kept.kg.store import open_store
-    from kept.kg.transe_io import export_openke, read_json, write_embeddings
-    from kept.kg.transe_train import device_for, evaluate_embeddings, train_transe
+    from kept.kg.transe.io import export_openke, read_json, write_embeddings
+    from kept.kg.transe.train import device_for, evaluate_embeddings, train_transe
 
     store = open_store(args.store)
     if args.evaluate_only:

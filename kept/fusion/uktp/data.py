@@ -11,7 +11,7 @@
 * :class:`UktpCollator`: ``[CLS] head relation tail [SEP] sentence [SEP]`` with
   token types 0 / 1 and the UKTP masking rule (see the class docstring).
 
-How batches of an epoch mix UKTP and plain-MLM batches is in :mod:`kept.fusion.uktp`.
+How batches of an epoch mix UKTP and plain-MLM batches is in :mod:`kept.fusion.uktp.train`.
 """
 
 from __future__ import annotations

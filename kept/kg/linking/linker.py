@@ -2,7 +2,7 @@
 
 Three steps (see ``docs/benchmarks.md`` for quality and speed on real data):
 
-1. **Candidates** (:mod:`kept.kg.alias_index`): every label and alias of the store is
+1. **Candidates** (:mod:`kept.kg.linking.alias_index`): every label and alias of the store is
    a key of a C-backed Aho-Corasick automaton whose int values index NumPy CSR arrays
    of candidate entities. Matches respect word boundaries (``Paris`` never matches
    inside ``Parisian``; Han characters match anywhere, or only on jieba word
@@ -10,7 +10,7 @@ Three steps (see ``docs/benchmarks.md`` for quality and speed on real data):
 2. **Overlaps**: leftmost-longest -- among the valid matches, the one starting first
    wins, and of those starting at the same character the longest; matches overlapping
    a winner are dropped.
-3. **Disambiguation** (:mod:`kept.kg.disambiguation`): alias prior from entity degree,
+3. **Disambiguation** (:mod:`kept.kg.linking.disambiguation`): alias prior from entity degree,
    a label bonus, context overlap and TransE coherence, combined into a softmax
    probability; mentions scoring below ``threshold`` are dropped.
 
@@ -18,9 +18,9 @@ The built index is cached inside the store directory under
 ``linker/<hash of the index options and the store's meta.json>/`` so a large store
 does not rebuild its automaton every time.
 
-Wordpiece alignment: :func:`attach_entities` maps character spans onto tokenizer
+Wordpiece alignment: :func:`kept.data.linked.attach_entities` maps character spans onto tokenizer
 offsets (an entity sits on its mention's first wordpiece, as in ERNIE (Tsinghua)), and
-:func:`link_example` produces a :class:`~kept.data.examples.LinkedExample`.
+:func:`kept.data.linked.link_example` produces a :class:`~kept.data.examples.LinkedExample`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,12 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from kept.data.examples import LinkedExample
-from kept.kg.alias_index import INDEX_FORMAT_VERSION, AliasIndex, IndexOptions
-from kept.kg.disambiguation import DisambiguationConfig, Disambiguator
-from kept.kg.entity_bags import gather_ranges
+from kept.kg.linking.alias_index import INDEX_FORMAT_VERSION, AliasIndex, IndexOptions
+from kept.kg.linking.disambiguation import DisambiguationConfig, Disambiguator
+from kept.kg.linking.entity_bags import gather_ranges
 from kept.kg.store import KGStore, open_store
 
 
@@ -48,7 +46,7 @@ class LinkerConfig:
     """How the linker matches names and scores candidates.
 
     language: "en" (default) or "zh"; picks the default stop words and the word units of
-        :func:`link_example`.
+        :func:`kept.data.linked.link_example`.
     case: "auto" (default: case-insensitive except all-caps acronyms of <= 4 characters),
         "insensitive" or "sensitive".
     min_alias_chars: shortest name linked, in characters (default 2).
@@ -296,39 +294,3 @@ def jieba_boundary_mask(text: str) -> np.ndarray:
     mask = np.zeros(len(text) + 1, dtype=bool)
     mask[[start for _, start, _ in jieba.tokenize(text)] + [len(text)]] = True
     return mask
-
-
-# ---- wordpieces ------------------------------------------------------------------------------
-def attach_entities(example: LinkedExample, spans: np.ndarray, entity_ids: np.ndarray,
-                    scores: np.ndarray) -> LinkedExample:
-    """``example`` with linked mentions (character ``spans`` int [M, 2]) as entity token spans.
-
-    A token belongs to the mention containing its first character (see
-    :func:`kept.masking.units.char_spans_to_token_spans`), so an entity span starts on
-    the mention's first wordpiece, where ERNIE (Tsinghua) puts the entity. Mentions
-    that cover no kept token (past a truncation) are dropped.
-    """
-    from kept.masking.units import char_spans_to_token_spans
-
-    token_spans, kept = char_spans_to_token_spans(spans, example.offsets, return_kept=True)
-    example.entity_spans = token_spans
-    example.entity_ids = np.asarray(entity_ids)[kept].astype(np.int64)
-    example.entity_scores = np.asarray(scores)[kept].astype(np.float32)
-    return example
-
-
-def link_example(text: str, tokenizer: Any, linker: EntityLinker, language: str | None = None) -> LinkedExample:
-    """Tokenise, segment into words and entity-link one text.
-
-    text: the text.
-    tokenizer: a Hugging Face fast tokenizer (``return_offsets_mapping`` support), e.g.
-        ``BertTokenizer(vocab=...)``; special tokens are not added.
-    linker: the entity linker.
-    language: "en" or "zh" word units (default: the linker's language).
-    phrase_spans stay empty (:class:`kept.masking.units.UnitSegmenter` with a phrase
-    table fills them; ``kept data build`` does both for a whole corpus).
-    """
-    from kept.masking.units import UnitSegmenter
-
-    example = UnitSegmenter(tokenizer, lang=language or linker.config.language)(text)[0]
-    return attach_entities(example, *linker.link_spans(text))

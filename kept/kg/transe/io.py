@@ -4,7 +4,7 @@ In a store, ``embeddings/NAME/`` holds::
 
     entity.npy     float32 [num_entities, dim], row = store entity id
     relation.npy   float32 [num_relations, dim], row = store relation id
-    metrics.json   filtered link prediction on valid and test (see kept.kg.evaluate), epochs, seconds
+    metrics.json   filtered link prediction on valid and test (see kept.kg.transe.evaluate), epochs, seconds
     config.json    the resolved TransEConfig (+ store path, split source)
 
 The directory is written in a temporary sibling and renamed into place, so readers see

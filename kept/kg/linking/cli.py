@@ -1,6 +1,6 @@
 """``kept link STORE``: link entity mentions in texts to a KG store.
 
-The work is done by :mod:`kept.kg.linker` (imported only when the command runs, so
+The work is done by :mod:`kept.kg.linking.linker` (imported only when the command runs, so
 ``kept --help`` stays fast). The alias index is cached in ``STORE/linker/<hash>/``
 the first time and loaded from there afterwards.
 """
@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from kept.kg.disambiguation import DisambiguationConfig
-    from kept.kg.linker import LinkerConfig
+    from kept.kg.linking.disambiguation import DisambiguationConfig
+    from kept.kg.linking.linker import LinkerConfig
 
     return LinkerConfig(language=args.lang, case=args.case, min_alias_chars=args.min_alias_chars,
                         keep_numeric=args.keep_numeric, jieba_boundaries=args.jieba_boundaries,
@@ -96,7 +96,7 @@ def _records(path: Path, fmt: str, field: str, on_bytes) -> Iterator[dict]:
 def _link(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from kept.kg.linker import EntityLinker
+    from kept.kg.linking.linker import EntityLinker
     from kept.kg.store import open_store
 
     if args.input is not None and args.out is None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kept.kg.transe_kernels import Compiled
+from kept.kg.transe.kernels import Compiled
 
 HITS_AT = (1, 3, 10)
 SIDES = ("head", "tail")
@@ -62,7 +62,7 @@ def l1_distance_matrix(x: Tensor, y: Tensor, compiled: bool = False) -> Tensor:
     """L1 distances [m, n] between rows of x [m, d] and y [n, d], without gradient.
 
     ``compiled=True`` runs a ``torch.compile``-fused loop (about 6× faster than
-    ``torch.cdist`` on CPU; see :mod:`kept.kg.transe_kernels` for the fallback), else
+    ``torch.cdist`` on CPU; see :mod:`kept.kg.transe.kernels` for the fallback), else
     ``torch.cdist``.
     """
     if compiled:

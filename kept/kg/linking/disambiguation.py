@@ -18,10 +18,10 @@ the features is computed: only ambiguous mentions pay for context and coherence.
   smoothed: ``softmax(prior_weight * log(1 + degree))`` is ``P(e | name)``
   proportional to ``(1 + degree) ** prior_weight``.
 * **overlap(e)**: the number of distinct content tokens of the entity's bag
-  (:mod:`kept.kg.entity_bags`: its names, description, neighbour and relation
+  (:mod:`kept.kg.linking.entity_bags`: its names, description, neighbour and relation
   labels) that occur in the text and start within ``context_chars`` characters
   before or after the mention (tokens inside the mention do not count).
-  Content tokens are defined in :mod:`kept.kg.textnorm` (lower-cased words of
+  Content tokens are defined in :mod:`kept.kg.linking.textnorm` (lower-cased words of
   two or more characters that are not stop words; CJK character bigrams),
   compared by hashed id.
 * **coherence(e)**: mean cosine similarity between e's TransE vector and the
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kept.kg.alias_index import AliasIndex
-from kept.kg.entity_bags import gather_ranges, sorted_unique, unique_inverse
+from kept.kg.linking.alias_index import AliasIndex
+from kept.kg.linking.entity_bags import gather_ranges, sorted_unique, unique_inverse
+from kept.kg.linking.textnorm import content_ids
 from kept.kg.store import KGStore
-from kept.kg.textnorm import content_ids
 
 _32 = np.uint64(32)
 

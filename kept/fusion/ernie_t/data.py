@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from kept.data.examples import RAGGED, LinkedCorpus, LinkedExample
+from kept.data.tokenizer import load_tokenizer
 from kept.masking.ernie import IGNORE_INDEX, UnitMaskingCollator
-from kept.train.data import PretrainDataModule, load_tokenizer
+from kept.train.data import PretrainDataModule
 
 
 def align_entities(examples: Sequence[LinkedExample], lengths: np.ndarray,
@@ -203,3 +204,11 @@ def training_batch(corpus: str | Path | LinkedCorpus, vocab: str | Path, num_ent
     masking_collator = UnitMaskingCollator(load_tokenizer(vocab), max_length=seq_len, level=masking,
                                            mask_prob=mask_prob, seed=seed)
     return ErnieTCollator(masking_collator, num_entities)(rows, generator=torch.Generator().manual_seed(seed))
+
+
+def benchmark_batch(corpus: str | Path, store: str | Path, vocab: str | Path, batch_size: int = 32,
+                    seq_len: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`training_batch` in the common benchmark signature of :mod:`kept.methods`."""
+    from kept.kg import open_store
+
+    return training_batch(corpus, vocab, open_store(store).num_entities, batch_size, seq_len, seed=seed)

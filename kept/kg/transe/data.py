@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kept.kg.evaluate import EvalBatches, KnownTriples, auto_batch_size
 from kept.kg.store import KGStore, open_store
+from kept.kg.transe.evaluate import EvalBatches, KnownTriples, auto_batch_size
 
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
 

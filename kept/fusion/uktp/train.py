@@ -9,7 +9,7 @@ all sentences (a sentence without a matching triple still serves plain MLM).
 
 The model is a stock ``BertForMaskedLM``: UKTP costs nothing per step beyond the
 longer input, and the export is a plain Hugging Face directory (+ ``kept.json``).
-The pairing, labels, layout and masking rule live in :mod:`kept.fusion.uktp_data`;
+The pairing, labels, layout and masking rule live in :mod:`kept.fusion.uktp.data`;
 ``docs/uktp.md`` describes them and the batch mix.
 
 Batch mix: an epoch has ``ceil(num_examples / batch_size)`` full batches; batch ``b``
@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from kept.data.examples import LinkedCorpus, LinkedExample
 from kept.data.loading import EpochBatchSampler, ResumableDataModule, split_indices
-from kept.fusion.uktp_data import (
+from kept.data.tokenizer import load_tokenizer
+from kept.fusion.uktp.data import (
     TriplePairing,
     UktpCollator,
     build_label_tables,
@@ -44,7 +45,6 @@ from kept.fusion.uktp_data import (
     load_pairing,
 )
 from kept.masking.ernie import UnitMaskingCollator
-from kept.train.data import load_tokenizer
 from kept.train.mlm import MaskedLMModule, predicted_logits
 
 
@@ -321,3 +321,9 @@ def benchmark_batch(store: str | Path | Any, corpus: str | Path | LinkedCorpus, 
     entity_labels, relation_labels = build_label_tables(store, pairing, tokenizer, max_label_tokens)
     collator = UktpCollator(tokenizer, entity_labels, relation_labels, max_length=seq_len, pad_to_max_length=True)
     return collator([corpus[int(i)] for i in indices], choose_triples(pairing, indices, generator), generator)
+
+
+def uktp_benchmark_batch(corpus: str | Path, store: str | Path, vocab: str | Path, batch_size: int = 32,
+                         seq_len: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A triple + sentence batch (:func:`benchmark_batch`) in the common benchmark signature of :mod:`kept.methods`."""
+    return benchmark_batch(store, corpus, vocab, batch_size, seq_len, kind="uktp", seed=seed)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kept.fusion.ernie_t import ErnieTForPreTraining, load_pretrained
-from kept.fusion.ernie_t_data import align_entities
+from kept.fusion.ernie_t.data import align_entities
+from kept.fusion.ernie_t.model import ErnieTForPreTraining, load_pretrained
 from kept.masking.ernie import UnitMaskingCollator
 
 
