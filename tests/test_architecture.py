@@ -185,3 +185,20 @@ def test_pretrain_args_follow_the_registry(tmp_path):
 def test_architecture_doc_quotes_the_registry_table():
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert methods_table() in doc, "docs/architecture.md's method table differs from kept.methods.methods_table()"
+
+
+def test_every_name_on_the_api_page_imports_from_its_package():
+    import importlib
+    import re
+
+    doc = (ROOT / "docs" / "api.md").read_text(encoding="utf-8").split("## Modules that moved")[0]
+    missing, rows = [], 0
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`kept"):
+            continue
+        rows += 1
+        package = importlib.import_module(cells[0].strip("`"))
+        missing += [f"{cells[0]}.{name}" for name in re.findall(r"`([A-Za-z_]\w*)`", cells[1])
+                    if not hasattr(package, name)]
+    assert rows >= 15 and not missing, f"docs/api.md lists names that do not import: {missing}"

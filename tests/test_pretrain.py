@@ -69,6 +69,24 @@ def test_unknown_method_is_a_clear_error():
         main(["pretrain", "--method", "ernie-x"])
 
 
+def test_missing_method_names_the_choices():
+    from kept.methods import METHODS
+
+    with pytest.raises(SystemExit, match="give --method NAME, one of " + ", ".join(METHODS)):
+        main(["pretrain", "--trainer.max_steps", "1"])
+
+
+def test_pretrain_help_lists_every_registered_method(capsys):
+    from kept.methods import METHODS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for name, m in METHODS.items():
+        assert f"  {name}" in out and m.description in out, name
+
+
 def test_exported_weights_match_the_module(tmp_path):
     tok = load_tokenizer(VOCAB)
     module = MaskedLMModule(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
 import torch
+from jsonargparse import DefaultHelpFormatter
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from kept.methods import METHODS, get_method
@@ -65,16 +67,32 @@ def _method_args(argv: list[str]) -> list[str]:
     return out
 
 
+class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's line breaks kept (the method list)."""
+
+
+def _description() -> str:
+    """The module docstring plus one line per registered method (``kept pretrain --help``)."""
+    width = max(len(name) for name in METHODS)
+    lines = [f"  {name:<{width}}  {m.description}" for name, m in METHODS.items()]
+    return __doc__ + "\nMethods (--method NAME):\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[2:] if argv is None else argv
     method = next((name for name in methods() if ["--method", name] in (argv[i:i + 2] for i in range(len(argv)))
                    or f"--method={name}" in argv), None)
+    asks_help = any(a in ("-h", "--help") or a.startswith("--print_config") for a in argv)
+    named = any(a in ("-c", "--config", "--method") or a.startswith(("--config=", "--method=")) for a in argv)
+    if not named and not asks_help:
+        raise SystemExit(f"kept pretrain: give --method NAME, one of {', '.join(METHODS)} (or a --config that "
+                         "names the model and data classes); `kept pretrain --help` describes them")
     argv = _method_args(argv)
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
     try:
         cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
                           trainer_defaults={"accelerator": "auto", "precision": None},
-                          parser_kwargs={"prog": "kept pretrain", "description": __doc__,
+                          parser_kwargs={"prog": "kept pretrain", "description": _description(), "formatter_class": _HelpFormatter,
                                          "default_env": False},
                           save_config_kwargs={"overwrite": True})
     finally:
