@@ -23,6 +23,13 @@ from typing import Any
 
 CONFIGS = Path(__file__).parent / "train" / "configs"
 
+#: probe-time knowledge conditions (``kept probe --knowledge``): what the model may read from the KG
+KNOWLEDGE = {
+    "full": "the KG as built: the probed triple itself may be injected",
+    "leave-one-out": "the KG minus the probed triple: only related knowledge",
+    "off": "no KG: the model alone",
+}
+
 #: what a method may need besides a tokenised corpus and a vocabulary
 NEEDS = {
     "store": "the KG store the corpus was linked against (branches, triples or entity ids)",
@@ -43,8 +50,9 @@ class Method:
     store_arg: the ``kept pretrain`` flag that names the KG store (None: it reads no store).
     module_store_kwarg: the LightningModule's own store argument, when built directly (benchmarks).
     scorer: class path of its probe scorer (``from_pretrained(model_dir, store=, device=)``).
-    knowledge_at_probe: True when the scorer reads the KG at probe time (K-BERT branches,
-        ERNIE-T entity vectors): such a model must be probed with a store.
+    knowledge_conditions: the probe-time knowledge conditions it supports (:data:`KNOWLEDGE`), empty
+        when the model reads no KG at probe time. A model with conditions must be probed with a
+        store unless the condition is ``off``.
     staged_masking: True when masking moves through stages (``MaskingCurriculum``), whose
         boundaries a run sets from its step budget (:meth:`stage_boundaries`).
     hf_masked_lm: True when an export loads with ``transformers.AutoModelForMaskedLM``.
@@ -62,11 +70,16 @@ class Method:
     store_arg: str | None = None
     module_store_kwarg: str | None = None
     scorer: str = "kept.probe.scorers.MaskedLMScorer"
-    knowledge_at_probe: bool = False
+    knowledge_conditions: tuple[str, ...] = ()
     staged_masking: bool = False
     hf_masked_lm: bool = True
     loader: str = "transformers.AutoModelForMaskedLM.from_pretrained"
     benchmark_batch: str = "kept.train.data.mlm_benchmark_batch"
+
+    @property
+    def knowledge_at_probe(self) -> bool:
+        """True when the model reads the KG at probe time (K-BERT branches, ERNIE-T entity vectors)."""
+        return bool(self.knowledge_conditions)
 
     @property
     def config(self) -> Path:
@@ -105,13 +118,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("kbert", "K-BERT: (relation, object) branches in a sentence tree, soft positions, visible matrix",
            "Liu et al. 2020", "kept.fusion.kbert.train.KBertModule", "kept.fusion.kbert.data.KBertDataModule",
            needs=frozenset({"store", "linked_corpus"}), store_arg="--data.init_args.store",
-           scorer="kept.fusion.kbert.scorer.KBertScorer", knowledge_at_probe=True,
+           scorer="kept.fusion.kbert.scorer.KBertScorer", knowledge_conditions=("full", "leave-one-out", "off"),
            benchmark_batch="kept.fusion.kbert.data.benchmark_batch"),
     Method("ernie-t", "ERNIE (Tsinghua): K-Encoder aggregators over frozen TransE vectors, MLM + dEA",
            "Zhang et al. 2019", "kept.fusion.ernie_t.train.ErnieTModule", "kept.fusion.ernie_t.data.ErnieTDataModule",
            needs=frozenset({"store", "entity_vectors", "linked_corpus"}), store_arg="--data.init_args.store",
            module_store_kwarg="entity_store",
-           scorer="kept.fusion.ernie_t.scorer.ErnieTScorer", knowledge_at_probe=True, hf_masked_lm=False,
+           # leave-one-out would need TransE vectors trained without each probed triple: not offered
+           scorer="kept.fusion.ernie_t.scorer.ErnieTScorer", knowledge_conditions=("full", "off"), hf_masked_lm=False,
            loader="kept.fusion.ernie_t.model.load_pretrained",
            benchmark_batch="kept.fusion.ernie_t.data.benchmark_batch"),
     Method("uktp", "ERNIE 3.0 universal knowledge-text prediction: triple + sentence, mixed with MLM",
@@ -149,10 +163,10 @@ def resolve(path: str) -> Any:
 
 def methods_table() -> str:
     """A Markdown table of the registry (``docs/architecture.md`` quotes it; a test keeps them equal)."""
-    rows = ["| method | what it is | needs | probe-time knowledge | export |", "|---|---|---|---|---|"]
+    rows = ["| method | what it is | needs | probe-time knowledge conditions | export |", "|---|---|---|---|---|"]
     for m in METHODS.values():
         needs = ", ".join(sorted(m.needs)) or "—"
         export = "stock `BertForMaskedLM`" if m.hf_masked_lm else f"own modules (`{m.loader}`)"
         rows.append(f"| `{m.name}` | {m.description} ({m.paper}) | {needs} | "
-                    f"{'yes' if m.knowledge_at_probe else 'no'} | {export} |")
+                    f"{', '.join(m.knowledge_conditions) or '— (model alone)'} | {export} |")
     return "\n".join(rows)

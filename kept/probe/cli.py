@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from kept.methods import METHODS
 from kept.probe.lama import ProbeDataError, load_probe_set, read_common_vocab
 from kept.probe.probe import ProbeOptions, probe_relations
 
@@ -57,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="KG store: subjects whose sub_uri is a key get their entity, the linker marks the rest; "
                         "knowledge methods (kbert, ernie-t) use it")
     p.add_argument("--no-link", action="store_true", help="with --kg: mark subjects by sub_uri only, no linker")
+    p.add_argument("--knowledge", choices=("full", "leave-one-out", "off"), default="full",
+                   help="what models that read the KG at probe time (kbert, ernie-t) may use: full = the KG as "
+                        "built (default), leave-one-out = the KG minus each probed triple (kbert), off = no KG, "
+                        "the model alone; full and leave-one-out need --kg")
     p.add_argument("--seen-kg", metavar="STORE",
                    help="split metrics by whether the fact's (sub_uri, relation, obj_uri) triple is in this store")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="word units and linker language (default en)")
@@ -101,6 +106,21 @@ def _tokenizer(model_dir: Path, vocab: str | None):
     return load_tokenizer(model_dir)
 
 
+def check_knowledge(model_dirs: list[str], methods: list[str | None], knowledge: str, kg: str | None) -> None:
+    """A ValueError when a model that reads the KG at probe time cannot have the ``knowledge`` condition:
+    no ``--kg`` (probing it without its store would silently be ``off``), or a condition it lacks."""
+    for model_dir, name in zip(model_dirs, methods):
+        method = METHODS.get(name) if name else None
+        if method is None or not method.knowledge_at_probe:
+            continue
+        if knowledge not in method.knowledge_conditions:
+            raise ValueError(f"{model_dir}: {name} supports --knowledge {' / '.join(method.knowledge_conditions)}, "
+                             f"not {knowledge}")
+        if knowledge != "off" and kg is None:
+            raise ValueError(f"{model_dir} is a {name} model, which reads the KG at probe time: give --kg STORE "
+                             f"(or --knowledge off to probe the model alone)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``kept probe`` from parsed arguments; returns the exit status (2 for bad input)."""
     from kept.kg.store import StoreError
@@ -126,9 +146,12 @@ def _run(args: argparse.Namespace) -> int:
                            common_vocab=read_common_vocab(args.common_vocab) if args.common_vocab else None,
                            multi_scoring=args.multi_scoring, length_norm=args.length_norm,
                            max_object_pieces=args.max_object_pieces, filter_objects=args.filter_objects,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, knowledge=args.knowledge)
     probe_set = load_probe_set(args.data, relations, args.relations_file)
-    store = open_store(args.kg) if args.kg else None
+    methods = [read_method(model_dir)[0] for model_dir in args.model]
+    check_knowledge(args.model, methods, args.knowledge, args.kg)
+    # "off": no store and no linker for the queries, so they carry no entity to inject
+    store = open_store(args.kg) if args.kg and args.knowledge != "off" else None
     seen_store = open_store(args.seen_kg) if args.seen_kg else None
     linker = (EntityLinker.from_store(store, LinkerConfig(language=args.lang))
               if store is not None and not args.no_link else None)
@@ -141,14 +164,15 @@ def _run(args: argparse.Namespace) -> int:
             tokenizer = _tokenizer(model_dir, args.vocab)
             extra = {"dtype": args.dtype, "quantize": args.quantize, "batch_size": args.batch_size,
                      "tokenizer": tokenizer}
-            scorer = load_scorer(model_dir, store=store, device=args.device, **extra)
+            scorer = load_scorer(model_dir, store=store, device=args.device, knowledge=args.knowledge, **extra)
             builder = QueryBuilder(getattr(scorer, "tokenizer", None) or tokenizer, store=store, link=False,
                                    lang=args.lang, linker=linker)
             start = time.perf_counter()
             metrics, records = probe_relations(scorer, builder, probe_set, options, seen_store, name=name)
             seconds = time.perf_counter() - start
+            reads_kg = method in METHODS and METHODS[method].knowledge_at_probe
             models[name] = {"model_dir": str(model_dir), "method": method, "seconds": round(seconds, 3),
-                            "modes": metrics}
+                            "knowledge": args.knowledge if reads_kg else "none", "modes": metrics}
             for record in records:
                 predictions.write(json.dumps({"model": name, **record}, ensure_ascii=False) + "\n")
     config = {k: v for k, v in vars(args).items() if k != "func"}

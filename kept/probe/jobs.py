@@ -44,6 +44,9 @@ class ProbeOptions:
     filter_objects: leave other true objects of the same subject out of the ranking (default False).
     chunk_size: queries handed to the scorer at once (default 1024).
     progress: show tqdm progress bars (default True).
+    knowledge: the probe-time knowledge condition (``kept.methods.KNOWLEDGE``, default "full"). With
+        "leave-one-out" each query's probed triple is withheld from the scorer's KG (the builder's
+        store); "off" is a query builder without store or linker (no entity spans).
     """
 
     queries: str = "template"
@@ -57,6 +60,7 @@ class ProbeOptions:
     filter_objects: bool = False
     chunk_size: int = 1024
     progress: bool = True
+    knowledge: str = "full"
 
     def __post_init__(self) -> None:
         checks = [("queries", self.queries, ("template", "sentences")), ("multi_scoring", self.multi_scoring,
@@ -143,6 +147,30 @@ def seen_flags(store: KGStore | None, relation: str, facts: Sequence[Fact]) -> n
     return flags
 
 
+def fact_triple_rows(store: KGStore | None, relation: str, facts: Sequence[Fact]) -> np.ndarray:
+    """int64 [F]: the row in ``store.triples`` of each fact's (sub_uri, relation, obj_uri) triple, -1 when
+    the store does not hold it (or there is no store, or the fact has no URIs)."""
+    rows = np.full(len(facts), -1, np.int64)
+    if store is None:
+        return rows
+    try:
+        rel = store.relation_id(relation)
+    except KeyError:
+        return rows
+    for i, fact in enumerate(facts):
+        if not fact.sub_uri or not fact.obj_uri:
+            continue
+        try:
+            head, tail = store.entity_id(fact.sub_uri), store.entity_id(fact.obj_uri)
+        except KeyError:
+            continue
+        relations, tails = store.neighbours(head)                    # out-edges: triples[out_indptr[head]:...]
+        hit = np.flatnonzero((relations == rel) & (tails == tail))
+        if len(hit):
+            rows[i] = int(store.out_indptr[head]) + int(hit[0])
+    return rows
+
+
 def _subject_key(fact: Fact) -> str:
     return fact.sub_uri or fact.sub_label
 
@@ -158,6 +186,12 @@ class _Job:
         self.all_facts, self.facts, self.store = all_facts, list(all_facts[: options.max_facts]), store
         self.units = query_units(relation, self.facts, options)
         self.examples: list[LinkedExample] = []
+        self.example_unit: np.ndarray | None = None   # unit of each example when they differ (multi mode)
+
+    def example_withheld(self) -> np.ndarray:
+        """int64 [len(examples)]: the store triple row of each example's fact (leave-one-out), -1 if none."""
+        rows = fact_triple_rows(self.builder.store, self.relation.relation, self.facts)[self.units.fact]   # [U]
+        return rows if self.example_unit is None else rows[self.example_unit]
 
     def _finish(self, ranks: np.ndarray, predictions: list[str], **extra) -> tuple[dict, list[dict]]:
         flags = seen_flags(self.store, self.relation.relation, self.facts)[self.units.fact]

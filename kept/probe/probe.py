@@ -47,23 +47,27 @@ __all__ = ["MODES", "MultiJob", "ProbeOptions", "SingleJob", "build_queries", "p
 
 
 def run_jobs(scorer: Scorer, jobs: Sequence[SingleJob | MultiJob], chunk_size: int, progress: bool = False,
-             desc: str = "") -> None:
+             desc: str = "", leave_one_out: bool = False) -> None:
     """Score the examples of every job together and hand each job its log-probs (``job.consume``).
 
     Examples are sorted by length across jobs and passed to ``scorer.mask_log_probs`` ``chunk_size``
-    at a time; ``progress`` shows a tqdm bar over the queries (label ``desc``).
+    at a time; ``progress`` shows a tqdm bar over the queries (label ``desc``). leave_one_out: pass
+    each example's probed triple as ``withheld`` (the scorer's KG minus that triple).
     """
     from tqdm.auto import tqdm
 
     owner = np.concatenate([np.full(len(j.examples), k, np.int64) for k, j in enumerate(jobs)] + [np.zeros(0, int)])
     local = np.concatenate([np.arange(len(j.examples)) for j in jobs] + [np.zeros(0, int)])
     examples = [ex for job in jobs for ex in job.examples]
+    withheld = np.concatenate([j.example_withheld() for j in jobs] + [np.zeros(0, np.int64)]) if leave_one_out else None
     lengths = np.fromiter((len(ex) for ex in examples), dtype=np.int64, count=len(examples))
     order = np.argsort(lengths, kind="stable")
     with tqdm(total=len(examples), desc=desc, unit="query", disable=not progress) as bar:
         for start in range(0, len(order), chunk_size):
             chunk = order[start : start + chunk_size]
-            log_probs = scorer.mask_log_probs([examples[i] for i in chunk.tolist()])
+            picked = [examples[i] for i in chunk.tolist()]
+            log_probs = (scorer.mask_log_probs(picked) if withheld is None
+                         else scorer.mask_log_probs(picked, withheld=withheld[chunk]))
             if len(log_probs) != len(chunk):
                 raise RuntimeError(f"{type(scorer).__name__}.mask_log_probs returned {len(log_probs)} results "
                                    f"for {len(chunk)} examples")
@@ -80,7 +84,7 @@ def probe_single(scorer: Scorer, builder: QueryBuilder, relation: Relation, fact
     store: split the metrics by whether each fact's triple is in it (default None: no split).
     """
     job = SingleJob(builder, relation, facts, options, store)
-    run_jobs(scorer, [job], options.chunk_size)
+    run_jobs(scorer, [job], options.chunk_size, leave_one_out=options.knowledge == "leave-one-out")
     return job.finish(scorer)
 
 
@@ -88,7 +92,7 @@ def probe_multi(scorer: Scorer, builder: QueryBuilder, relation: Relation, facts
                 options: ProbeOptions, store: KGStore | None = None) -> tuple[dict, list[dict]]:
     """Multi-wordpiece probing of one relation over its distinct objects: ``(metrics, records)``."""
     job = MultiJob(builder, relation, facts, options, store)
-    run_jobs(scorer, [job], options.chunk_size)
+    run_jobs(scorer, [job], options.chunk_size, leave_one_out=options.knowledge == "leave-one-out")
     return job.finish(scorer)
 
 
@@ -108,8 +112,11 @@ def probe_relations(scorer: Scorer, builder: QueryBuilder, probe_set: Sequence[t
     job_class = {"single": SingleJob, "multi": MultiJob}
     for mode in options.modes:
         jobs = [job_class[mode](builder, relation, facts, options, seen_store) for relation, facts in probe_set]
-        run_jobs(scorer, jobs, options.chunk_size, options.progress, f"{name} {mode}")
         pll = mode == "multi" and options.multi_scoring == "pll"
+        if pll and options.knowledge == "leave-one-out":
+            raise ValueError("the leave-one-out knowledge condition needs --multi-scoring masked (not pll)")
+        run_jobs(scorer, jobs, options.chunk_size, options.progress, f"{name} {mode}",
+                 leave_one_out=options.knowledge == "leave-one-out")
         per_relation: dict[str, dict] = {}
         split_ranks: dict[str, list[np.ndarray]] = {"all": [], "seen": [], "unseen": []}
         split_relations: dict[str, dict[str, dict]] = {"seen": {}, "unseen": {}}

@@ -34,7 +34,11 @@ def markdown_report(models: dict, title: str = "Cloze probe") -> str:
     names = list(models)
     lines = [f"# {title}", ""]
     for name, info in models.items():
-        lines.append(f"- **{name}**: `{info.get('model_dir', '')}` (method: {info.get('method') or 'plain BERT'})")
+        knowledge = info.get("knowledge")
+        knowledge = f"; knowledge at probe time: **{knowledge}**" if knowledge and knowledge != "none" else \
+            ("; reads no KG at probe time" if knowledge == "none" else "")
+        lines.append(f"- **{name}**: `{info.get('model_dir', '')}` (method: {info.get('method') or 'plain BERT'}"
+                     f"{knowledge})")
     lines.append("")
     lines.append("P@1, P@10 and MRR in %; n = queries. Rank = candidates scoring >= the gold (ties count "
                  "against the gold); macro = mean over relations.")

@@ -42,6 +42,11 @@ class Scorer(Protocol):
     def mask_log_probs(self, examples: list[LinkedExample]) -> list[torch.Tensor]: ...
 
 
+# A scorer that reads the KG at probe time and supports the ``leave-one-out`` condition also takes
+# ``mask_log_probs(examples, withheld=rows)``: int64 [n] the store triple row each example's knowledge
+# must not show (-1: none), the probed triple (see :func:`kept.probe.jobs.fact_triple_rows`).
+
+
 def read_method(model_dir: str | Path) -> tuple[str | None, dict]:
     """``(method, kept.json contents)`` of a model directory; ``(None, {})`` without kept.json."""
     path = Path(model_dir) / "kept.json"
@@ -56,12 +61,15 @@ def read_method(model_dir: str | Path) -> tuple[str | None, dict]:
     return info["method"], info
 
 
-def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str = "cpu", **options: Any) -> Scorer:
+def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str = "cpu", knowledge: str = "full",
+                **options: Any) -> Scorer:
     """The scorer of a model directory, by its kept.json "method" (absent: plain Hugging Face BERT).
 
     model_dir: a local directory (``save_pretrained`` / ``export_hf`` output).
     store: the KG store that knowledge methods use at probe time (default None).
     device: torch device (default "cpu").
+    knowledge: the probe-time knowledge condition of methods that read the KG (``kept.methods.KNOWLEDGE``;
+        default "full"); a method that does not support it is a ValueError. Ignored by the others.
     options: extra keyword arguments of :meth:`MaskedLMScorer.from_pretrained` (``dtype``,
         ``quantize``, ``batch_size``); ignored by the knowledge methods' scorers.
     """
@@ -75,10 +83,16 @@ def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str
         return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
     if name not in METHODS:
         raise ValueError(f"{model_dir / 'kept.json'}: unknown method {name!r} (known: {', '.join(METHODS)})")
-    scorer_class = resolve(METHODS[name].scorer)
+    method = METHODS[name]
+    scorer_class = resolve(method.scorer)
     if scorer_class is MaskedLMScorer:
         return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
-    return scorer_class.from_pretrained(model_dir, store=store, device=device)
+    if knowledge not in method.knowledge_conditions:
+        raise ValueError(f"{model_dir}: {name} supports the knowledge conditions "
+                         f"{', '.join(method.knowledge_conditions)}, not {knowledge!r}")
+    if knowledge == "full":  # the scorers' default (keeps their plain signature working)
+        return scorer_class.from_pretrained(model_dir, store=store, device=device)
+    return scorer_class.from_pretrained(model_dir, store=store, device=device, knowledge=knowledge)
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[np.ndarray]:

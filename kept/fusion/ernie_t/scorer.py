@@ -25,15 +25,20 @@ class ErnieTScorer:
     """
 
     def __init__(self, model: ErnieTForPreTraining, tokenizer, batch_size: int = 32,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", knowledge: str = "full"):
+        if knowledge not in ("full", "off"):
+            raise ValueError(f"ERNIE-T supports the knowledge conditions 'full' and 'off', not {knowledge!r} "
+                             "(leave-one-out would need TransE vectors trained without each probed triple)")
         self.model, self.tokenizer, self.batch_size = model.to(device).eval(), tokenizer, batch_size
+        self.knowledge = knowledge
         self.device = torch.device(device)
         self._pad = UnitMaskingCollator(tokenizer, max_length=model.config.max_position_embeddings)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, store=None, device: str | torch.device = "cpu",
-                        batch_size: int = 32) -> ErnieTScorer:
-        """Load an export; ``store`` (a KG store or its path, optional) is checked to be the model's."""
+                        batch_size: int = 32, knowledge: str = "full") -> ErnieTScorer:
+        """Load an export; ``store`` (a KG store or its path, optional) is checked to be the model's.
+        knowledge: "full" (default: each query's linked entities are aligned) or "off" (none are)."""
         from transformers import AutoTokenizer
 
         model = load_pretrained(model_dir, device)
@@ -44,7 +49,8 @@ class ErnieTScorer:
             if store.num_entities != model.config.num_entities:
                 raise ValueError(f"{model_dir} was trained with a store of {model.config.num_entities} entities; "
                                  f"{store.path} has {store.num_entities}: its entity ids would not match")
-        return cls(model, AutoTokenizer.from_pretrained(model_dir, local_files_only=True), batch_size, device)
+        return cls(model, AutoTokenizer.from_pretrained(model_dir, local_files_only=True), batch_size, device,
+                   knowledge)
 
     @torch.no_grad()
     def mask_log_probs(self, examples: list) -> list[torch.Tensor]:
@@ -65,6 +71,8 @@ class ErnieTScorer:
             chunk = [examples[i] for i in picked]
             input_ids, lengths = self._pad.pad(chunk)                                       # [B, L], [B]
             positions, table_ids = align_entities(chunk, lengths, self.model.config.num_entities)
+            if self.knowledge == "off":                     # the model alone: no entity reaches the aggregators
+                positions, table_ids = positions[:, :0], table_ids[:, :0]
             input_ids = torch.from_numpy(input_ids).to(self.device)
             attention_mask = (torch.arange(input_ids.shape[1]) < torch.from_numpy(lengths + 2)[:, None]).long()
             hidden = self.model(input_ids, attention_mask.to(self.device), None,

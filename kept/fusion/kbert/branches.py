@@ -127,19 +127,30 @@ class BranchTable:
         indptr, rows = self.candidate_order()
         return rows[indptr[entity_id] : indptr[entity_id + 1]]
 
-    def choose(self, entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def choose(self, entity_ids: np.ndarray, withheld: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(owner int64 [R], triple_rows int64 [R])``: the first ``max_entities`` candidates of each entity.
 
         entity_ids: int [A]. ``owner[r]`` is the index in ``entity_ids`` the branch belongs to;
         branches come grouped by owner, in candidate order.
+        withheld: int [A] a store triple row each entity must not show (-1: none), or None. A
+        withheld candidate is skipped and the next one in the seeded order takes its place: the
+        branches of the KG minus that triple (the probe's ``leave-one-out`` condition).
         """
         indptr, rows = self.candidate_order()
         entity_ids = np.asarray(entity_ids, dtype=np.int64)
         if len(entity_ids) and (entity_ids.min() < 0 or entity_ids.max() >= len(indptr) - 1):
             raise ValueError(f"entity id out of range 0..{len(indptr) - 2} for store {self.store_path}")
-        count = np.minimum(indptr[entity_ids + 1] - indptr[entity_ids], self.max_entities)        # [A]
+        extra = 0 if withheld is None else 1                                      # one spare for a skipped row
+        count = np.minimum(indptr[entity_ids + 1] - indptr[entity_ids], self.max_entities + extra)   # [A]
         owner = np.repeat(np.arange(len(entity_ids)), count)
-        return owner, rows[ragged_index(indptr[entity_ids], count)]
+        chosen = rows[ragged_index(indptr[entity_ids], count)]
+        if withheld is None:
+            return owner, chosen
+        keep = chosen != np.asarray(withheld, dtype=np.int64)[owner]
+        owner, chosen = owner[keep], chosen[keep]
+        rank = np.arange(len(owner)) - np.searchsorted(owner, owner)              # position within its owner
+        keep = rank < self.max_entities
+        return owner[keep], chosen[keep]
 
     # ---- tokens ----------------------------------------------------------------------------------
     def _tokenize(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,9 +215,11 @@ class BranchTable:
         lengths = np.stack([rel_lengths[relations], tail_length], axis=1).reshape(-1)                   # [2R]
         return rel_lengths[relations] + tail_length, source[ragged_index(starts, lengths)]
 
-    def branches(self, entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(owner [R], lengths [R], ids)``: the chosen non-empty branches of each entity, tokenised."""
-        owner, rows = self.choose(entity_ids)
+    def branches(self, entity_ids: np.ndarray, withheld: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(owner [R], lengths [R], ids)``: the chosen non-empty branches of each entity, tokenised
+        (``withheld``: see :meth:`choose`)."""
+        owner, rows = self.choose(entity_ids, withheld)
         lengths, ids = self.branch_tokens(rows)
         keep = lengths > 0
         if keep.all():

@@ -112,9 +112,10 @@ def build_trees(sentences: Sequence[np.ndarray], spans: Sequence[np.ndarray], en
 
 def build_trees_flat(tokens: np.ndarray, lengths: np.ndarray, span_rows: np.ndarray, spans: np.ndarray,
                      entity_ids: np.ndarray, branches: BranchTable | None, max_length: int = 128, pad_id: int = 0,
-                     pad_to_max_length: bool = False) -> SentenceTree:
+                     pad_to_max_length: bool = False, withheld: np.ndarray | None = None) -> SentenceTree:
     """:func:`build_trees` on concatenated inputs: ``tokens`` int [T] (all sentences), ``lengths`` int [B],
-    ``span_rows`` int [A] (sentence of each span), ``spans`` int [A, 2] (sentence coordinates), ``entity_ids`` [A]."""
+    ``span_rows`` int [A] (sentence of each span), ``spans`` int [A, 2] (sentence coordinates), ``entity_ids`` [A].
+    withheld: int [B] a store triple row each sentence's branches must not show (-1: none; default None)."""
     batch = len(lengths)
     row_start = np.cumsum(lengths) - lengths                                            # [B]
     s_row = np.repeat(np.arange(batch), lengths)                                        # [T]
@@ -128,7 +129,8 @@ def build_trees_flat(tokens: np.ndarray, lengths: np.ndarray, span_rows: np.ndar
     if branches is None or branches.max_entities == 0 or len(entity_ids) == 0:
         owner, b_len, b_ids = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     else:
-        owner, b_len, b_ids = branches.branches(entity_ids)                             # [R], [R], [Q]
+        hidden = None if withheld is None else np.asarray(withheld, dtype=np.int64)[span_rows]   # [A]
+        owner, b_len, b_ids = branches.branches(entity_ids, hidden)                     # [R], [R], [Q]
 
     # tree (abs) index of sentence tokens: index + branch tokens inserted after earlier words
     extra = np.zeros(len(tokens), dtype=np.int64)
@@ -200,9 +202,10 @@ class SentenceTreeBuilder:
         self.branches, self.max_length = branches, max_length
         self.add_sep, self.pad_to_max_length = add_sep, pad_to_max_length
 
-    def __call__(self, examples: Sequence[LinkedExample], input_ids: Sequence[np.ndarray] | None = None
-                 ) -> SentenceTree:
-        """Trees of ``examples``; ``input_ids`` optionally replaces their text token ids (e.g. masked ones).
+    def __call__(self, examples: Sequence[LinkedExample], input_ids: Sequence[np.ndarray] | None = None,
+                 withheld: np.ndarray | None = None) -> SentenceTree:
+        """Trees of ``examples``; ``input_ids`` optionally replaces their text token ids (e.g. masked ones);
+        ``withheld`` int [B]: a store triple row each example's branches must not show (-1: none).
 
         Sentences are ``[CLS] text [SEP]`` with the text cut at ``max_length - 1`` tokens and no
         [SEP] when it was cut (what is cut can never be in the tree); spans are shifted past [CLS].
@@ -219,4 +222,4 @@ class SentenceTreeBuilder:
         span_rows = np.repeat(np.arange(len(examples)), [len(ex.entity_ids) for ex in examples])
         fits = spans[:, 1] <= kept[span_rows]   # a span cut by the text cut would branch past max_length: drop it
         return build_trees_flat(tokens, 1 + kept + sep, span_rows[fits], spans[fits] + 1, ids[fits], self.branches,
-                                self.max_length, self.pad_id, self.pad_to_max_length)
+                                self.max_length, self.pad_id, self.pad_to_max_length, withheld)
