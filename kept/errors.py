@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class InputError(Exception):
-    """A bad input file, folder or argument; the message is ``<path>: <problem>``."""
+class InputError(ValueError):
+    """A bad input file, folder or argument; the message is ``<path>: <problem>``.
+
+    A ValueError, so the commands that already turn ValueError into exit 2 report it too."""
 
 
 def input_error(path: str | Path, problem: str) -> InputError:

@@ -36,7 +36,9 @@ class ErnieTScorer:
         """Load an export; ``store`` (a KG store or its path, optional) is checked to be the model's."""
         from transformers import AutoTokenizer
 
-        model = load_pretrained(model_dir, device)
+        from kept.model_dir import check_model_dir
+
+        model = load_pretrained(check_model_dir(model_dir), device)
         if store is not None:
             from kept.kg import open_store
 
