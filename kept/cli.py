@@ -33,34 +33,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(exc: BaseException) -> int:
+    """Print ``kept: error: <path>: <problem>`` for a bad input and return 2."""
+    if isinstance(exc, KeyError) and exc.args:
+        msg = exc.args[0]
+    elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        msg = f"{exc.filename}: {exc.strerror}"
+    else:
+        msg = exc
+    print(f"kept: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def quiet_broken_pipe() -> int:
+    """stdout's reader went away (``kept kg info S | head -1``): stop quietly, like coreutils do."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def run_guarded(func, *args) -> int:
+    """Run a command's body with the error funnel: bad input is one line and exit 2, never a traceback."""
+    from kept.errors import InputError
+    from kept.kg.sources.errors import SourceError
+
+    try:
+        status = func(*args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except (InputError, SourceError, OSError, KeyError) as exc:
+        return report_error(exc)
+    except KeyboardInterrupt:
+        print("kept: interrupted; nothing was written at the output path", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, 130 when interrupted)."""
-    from kept.kg.sources.errors import SourceError
-    from kept.kg.store import StoreError
-
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pretrain"]:  # LightningCLI parses its own arguments
         from kept.train.cli import main as pretrain_main
 
-        return pretrain_main(argv[1:])
+        return run_guarded(pretrain_main, argv[1:])
     if argv[:1] == ["finetune"]:
         from kept.train.finetune import main as finetune_main
 
-        return finetune_main(argv[1:])
+        return run_guarded(finetune_main, argv[1:])
     if argv[:1] == ["probe"]:
         from kept.probe.cli import main as probe_main
 
-        return probe_main(argv[1:])
+        return run_guarded(probe_main, argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SourceError, StoreError, FileExistsError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"kept: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("kept: interrupted; nothing was written at the output path", file=sys.stderr)
-        return 130
+    return run_guarded(args.func, args)
 
 
 if __name__ == "__main__":

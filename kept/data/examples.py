@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kept.errors import InputError
+
 #: ragged fields: name -> (dtype, trailing shape)
 RAGGED: dict[str, tuple[type, tuple[int, ...]]] = {
     "input_ids": (np.int32, ()),
@@ -138,18 +140,60 @@ def write_corpus(examples: Iterable[LinkedExample], out: str | Path, meta: dict 
 class LinkedCorpus:
     """Examples written by :func:`write_corpus`, memory-mapped. ``corpus[i]`` is a LinkedExample."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, vocab_size: int | None = None):
+        """Open ``path``; InputError when it is not a complete, consistent corpus, or (``vocab_size``
+        given) when a token id is outside the vocabulary the model will be built with."""
         self.path = Path(path)
-        if not (self.path / "meta.json").exists():
+        if not (self.path / "meta.json").is_file():
             raise FileNotFoundError(f"{self.path} is not a linked corpus (no meta.json)")
-        self.meta = json.loads((self.path / "meta.json").read_text())
+        try:
+            self.meta = json.loads((self.path / "meta.json").read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{self.path / 'meta.json'}: not valid JSON text ({exc}); rebuild the corpus") from None
+        if not isinstance(self.meta, dict):
+            raise InputError(f"{self.path / 'meta.json'}: not a JSON object; rebuild the corpus")
         if self.meta.get("format_version") != CORPUS_FORMAT_VERSION:
             raise ValueError(f"{self.path}: linked corpus format {self.meta.get('format_version')}, "
                              f"expected {CORPUS_FORMAT_VERSION}; rebuild it")
-        self.arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in RAGGED}
-        self.indptr = {key: np.load(self.path / f"{key}_indptr.npy", mmap_mode="r")
-                       for key in ("tokens", "words", "phrases", "entities")}
+        self.indptr = {key: self._load(f"{key}_indptr", 1, np.integer) for key in ("tokens", "words", "phrases", "entities")}
+        self.arrays = {}
+        for name, (dtype, shape) in RAGGED.items():
+            array = self._load(name, 1 + len(shape), dtype)
+            ptr = self.indptr[_INDPTR[name]]
+            if len(ptr) != len(self.indptr["tokens"]) or int(ptr[-1]) != len(array) or int(ptr[0]) != 0:
+                raise InputError(f"{self.path / (name + '.npy')}: {len(array):,} rows, its index pointer "
+                                 f"{_INDPTR[name]}_indptr.npy ends at {int(ptr[-1]):,}; rebuild the corpus")
+            self.arrays[name] = array
+        if not (self.path / "texts.jsonl").is_file():
+            raise InputError(f"{self.path / 'texts.jsonl'}: missing; the corpus is incomplete, rebuild it")
+        if vocab_size is not None:
+            self.check_vocab(vocab_size)
         self._texts: list[str] | None = None
+
+    def _load(self, name: str, ndim: int, dtype) -> np.ndarray:
+        path = self.path / f"{name}.npy"
+        if not path.is_file():
+            raise InputError(f"{path}: missing; the corpus is incomplete, rebuild it")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable .npy array ({exc}); rebuild the corpus") from None
+        if array.ndim != ndim or not np.issubdtype(array.dtype, dtype) or (ndim == 1 and name.endswith("indptr")
+                                                                          and len(array) == 0):
+            raise InputError(f"{path}: {array.dtype} array of shape {list(array.shape)}, not what kept writes; "
+                             "rebuild the corpus")
+        return array
+
+    def check_vocab(self, vocab_size: int) -> None:
+        """InputError when a token id is outside 0..vocab_size-1: the corpus was tokenised with
+        another vocabulary (found here, not as an IndexError deep inside training)."""
+        ids = self.arrays["input_ids"]
+        top = max((int(ids[i : i + (1 << 22)].max()) for i in range(0, len(ids), 1 << 22)), default=-1)
+        low = min((int(ids[i : i + (1 << 22)].min()) for i in range(0, len(ids), 1 << 22)), default=0)
+        if top >= vocab_size or low < 0:
+            raise InputError(f"{self.path}: token ids span {low}..{top} but the vocabulary has {vocab_size} "
+                             "tokens; the corpus was built with another vocabulary (rebuild it, or pass its "
+                             "vocabulary)")
 
     def __len__(self) -> int:
         return len(self.indptr["tokens"]) - 1

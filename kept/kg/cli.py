@@ -114,7 +114,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from kept.kg.store import open_store
 
-    _print_summary(open_store(args.store).summary(), args.json)
+    _print_summary(open_store(args.store, validate=True).summary(), args.json)
     return 0
 
 

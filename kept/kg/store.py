@@ -9,7 +9,6 @@ connection). Ids are dense: entities ``0..num_entities-1``, relations
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -18,11 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from kept.kg.store_check import (
+    FULL_CHECK_BYTES,
+    StoreError,
+    check_indptr,
+    check_names,
+    check_range,
+    check_triples,
+    load_array,
+    read_meta,
+)
 from kept.kg.store_writer import FORMAT_VERSION
 
-
-class StoreError(Exception):
-    """A store directory that is missing, incomplete or of another format version."""
+__all__ = ["EntityInfo", "KGStore", "StoreError", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -42,25 +49,40 @@ class KGStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.exists():
-            raise StoreError(f"{self.path} is not a KG store (no meta.json); build one with `kept kg build`")
-        self.meta: dict = json.loads(meta_path.read_text())
-        version = self.meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise StoreError(f"{self.path}: store format version {version}, this kept reads {FORMAT_VERSION}; rebuild it")
-        try:
-            #: int32 [num_triples, 3] (head, relation, tail), sorted and unique
-            self.triples: np.ndarray = np.load(self.path / "triples.npy", mmap_mode="r")
-            #: int64 [num_entities + 1]: out-edges of e are triples[out_indptr[e]:out_indptr[e + 1]]
-            self.out_indptr: np.ndarray = np.load(self.path / "out_indptr.npy", mmap_mode="r")
-            #: int64 [num_entities + 1] and int [num_triples]: rows of the in-edges of each entity
-            self.in_indptr: np.ndarray = np.load(self.path / "in_indptr.npy", mmap_mode="r")
-            self.in_index: np.ndarray = np.load(self.path / "in_index.npy", mmap_mode="r")
-        except FileNotFoundError as exc:
-            raise StoreError(f"{self.path}: incomplete store, missing {Path(exc.filename).name}") from None
+        self.meta: dict = read_meta(self.path, FORMAT_VERSION)
+        counts = self.meta["counts"]
+        n_entities, n_triples = counts["entities"], counts["triples"]
+        #: int32 [num_triples, 3] (head, relation, tail), sorted and unique
+        self.triples: np.ndarray = load_array(self.path / "triples.npy", 2, 3, rows=n_triples)
+        #: int64 [num_entities + 1]: out-edges of e are triples[out_indptr[e]:out_indptr[e + 1]]
+        self.out_indptr: np.ndarray = load_array(self.path / "out_indptr.npy", 1, rows=n_entities + 1)
+        #: int64 [num_entities + 1] and int [num_triples]: rows of the in-edges of each entity
+        self.in_indptr: np.ndarray = load_array(self.path / "in_indptr.npy", 1, rows=n_entities + 1)
+        self.in_index: np.ndarray = load_array(self.path / "in_index.npy", 1, rows=n_triples)
+        small = self.triples.nbytes <= FULL_CHECK_BYTES
+        self._check_arrays(full=small)
+        check_names(self.path / "names.sqlite", n_entities, self.num_relations, deep=False)
         self._db: sqlite3.Connection | None = None
         self._db_pid = -1
+
+    def _check_arrays(self, full: bool) -> None:
+        """CSR ends (always) and (``full``) every id in range and offsets non-decreasing."""
+        for name in ("out_indptr", "in_indptr"):
+            check_indptr(self.path / f"{name}.npy", getattr(self, name), self.num_triples, full)
+        if full:
+            check_triples(self.path / "triples.npy", self.triples, self.num_entities, self.num_relations)
+            bad = check_range(self.in_index, self.num_triples)
+            if bad:
+                raise StoreError(f"{self.path / 'in_index.npy'}: rows span {bad}, outside 0..{self.num_triples - 1}; "
+                                 "the store is corrupt, rebuild it")
+
+    def validate(self) -> None:
+        """Every check, whatever the size: ids, CSR offsets, splits, ``PRAGMA quick_check`` (``kept kg info``)."""
+        self._check_arrays(full=True)
+        for name in self.split_names:
+            check_triples(self.path / "splits" / f"{name}.npy", self.split(name), self.num_entities,
+                          self.num_relations)
+        check_names(self.path / "names.sqlite", self.num_entities, self.num_relations, deep=True)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -185,7 +207,7 @@ class KGStore:
         if name not in self.split_names:
             have = ", ".join(self.split_names) or "none"
             raise KeyError(f"{self.path} has no split {name!r} (splits: {have})")
-        return np.load(self.path / "splits" / f"{name}.npy", mmap_mode="r")
+        return load_array(self.path / "splits" / f"{name}.npy", 2, 3, rows=self.meta["counts"]["splits"][name])
 
     def entity_vectors(self, name: str = "transe") -> np.ndarray:
         """float32 [num_entities, dim] embeddings/NAME/entity.npy (row = entity id), memory-mapped."""
@@ -200,15 +222,23 @@ class KGStore:
         if not path.exists():
             raise KeyError(f"{self.path} has no {name!r} embeddings ({path} missing); "
                            f"train them with `kept kg embed {self.path}`")
-        return np.load(path, mmap_mode="r")
+        rows = self.num_entities if kind == "entity" else self.num_relations
+        return load_array(path, 2, kind="f", rows=rows)
 
     def summary(self) -> dict:
         """Counts and sources, as printed by ``kept kg info``."""
-        return {"path": str(self.path), **self.meta["counts"],
-                "sources": [{"path": s["path"], "format": s["format"]} for s in self.meta["sources"]],
-                "created": self.meta["created"], "format_version": self.meta["format_version"]}
+        sources = [{"path": s.get("path", "?"), "format": s.get("format", "?")}
+                   for s in self.meta.get("sources", []) if isinstance(s, dict)]
+        return {"path": str(self.path), **self.meta["counts"], "sources": sources,
+                "created": self.meta.get("created"), "format_version": self.meta["format_version"]}
 
 
-def open_store(path: str | Path) -> KGStore:
-    """Open the KG store at ``path`` (a directory made by ``kept kg build``)."""
-    return KGStore(path)
+def open_store(path: str | Path, validate: bool = False) -> KGStore:
+    """Open the KG store at ``path`` (a directory made by ``kept kg build``); StoreError when it is
+    not a store or is corrupt. Opening checks shapes, dtypes, counts, the SQLite header and tables,
+    and every id when the triples take at most 256 MB; ``validate=True`` checks everything whatever
+    the size, ``PRAGMA quick_check`` included."""
+    store = KGStore(path)
+    if validate:
+        store.validate()
+    return store

@@ -128,18 +128,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (ProbeDataError, StoreError, FileNotFoundError, ValueError) as exc:
-        print(f"kept probe: error: {exc}", file=sys.stderr)
+        print(f"kept: error: {exc}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     from kept.kg.linking.linker import EntityLinker, LinkerConfig
     from kept.kg.store import open_store
+    from kept.model_dir import check_model_dir
     from kept.probe.queries import QueryBuilder
     from kept.probe.report import markdown_report, plot_report
     from kept.probe.scorers import load_scorer, read_method
 
     names = model_names(args.model, args.name)
+    for model_dir in args.model:  # every model checked before anything is read or written
+        check_model_dir(model_dir)
     relations = [r for value in args.relation or [] for r in value.split(",") if r] or None
     options = ProbeOptions(queries=args.queries, max_facts=args.max_facts, max_sentences=args.max_sentences,
                            modes=("single", "multi") if args.mode == "both" else (args.mode,),

@@ -34,6 +34,7 @@ from transformers import BertForMaskedLM
 
 from kept.data.examples import LinkedExample
 from kept.kg.store import KGStore
+from kept.model_dir import check_model_dir
 
 
 class Scorer(Protocol):
@@ -73,9 +74,7 @@ def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str
     options: extra keyword arguments of :meth:`MaskedLMScorer.from_pretrained` (``dtype``,
         ``quantize``, ``batch_size``); ignored by the knowledge methods' scorers.
     """
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
+    model_dir = check_model_dir(model_dir)
     from kept.methods import METHODS, resolve
 
     name, _ = read_method(model_dir)
@@ -150,6 +149,7 @@ class MaskedLMScorer:
 
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', not {dtype!r}")
+        check_model_dir(model_dir)
         model = BertForMaskedLM.from_pretrained(model_dir, local_files_only=True, attn_implementation="sdpa")
         if dtype == "bfloat16":
             model = model.to(torch.bfloat16)

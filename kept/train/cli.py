@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from jsonargparse import DefaultHelpFormatter
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from kept.errors import InputError
 from kept.methods import METHODS, get_method
 
 
@@ -78,6 +80,37 @@ def _description() -> str:
     return __doc__ + "\nMethods (--method NAME):\n" + "\n".join(lines) + "\n"
 
 
+def check_checkpoint(ckpt_path: str | None) -> None:
+    """InputError for a ``--ckpt_path`` that is missing or not a PyTorch checkpoint (garbage, truncated);
+    Lightning's own names ("last", "best", "hpc", "registry") pass."""
+    if ckpt_path is None or ckpt_path in ("last", "best", "hpc", "registry") or "://" in ckpt_path:
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise InputError(f"{path}: {what}; --ckpt_path takes a checkpoint file (e.g. .../checkpoints/last.ckpt)")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a PyTorch checkpoint (truncated or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{path}: damaged checkpoint ({exc})") from None
+    if bad is not None:
+        raise InputError(f"{path}: damaged checkpoint (bad entry {bad})")
+
+
+def _input_error_in(exc: BaseException) -> BaseException | None:
+    """The InputError (or OSError) behind an exception jsonargparse raised, if there is one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (InputError, OSError)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[2:] if argv is None else argv
     method = next((name for name in methods() if ["--method", name] in (argv[i:i + 2] for i in range(len(argv)))
@@ -95,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                           parser_kwargs={"prog": "kept pretrain", "description": _description(), "formatter_class": _HelpFormatter,
                                          "default_env": False},
                           save_config_kwargs={"overwrite": True})
+    except (ValueError, TypeError) as exc:  # jsonargparse wraps what a class raised while instantiated
+        raise _input_error_in(exc) or exc from None
     finally:
         sys.argv = saved
+    check_checkpoint(cli.config.get("ckpt_path"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("export"):
         out = Path(cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer))

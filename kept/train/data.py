@@ -81,7 +81,7 @@ class PretrainDataModule(ResumableDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is not None:
             return
-        self.corpus = LinkedCorpus(self.hparams.corpus)
+        self.corpus = LinkedCorpus(self.hparams.corpus, vocab_size=len(self.tokenizer))
         self.val_indices, self.train_indices = split_indices(len(self.corpus), self.hparams.seed,
                                                              self.hparams.val_fraction)
 

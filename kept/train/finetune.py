@@ -37,6 +37,7 @@ from kept.fusion.kbert.branches import BranchTable
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
+from kept.model_dir import check_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VOCAB = {"zh": ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt",
@@ -53,32 +54,49 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[int]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no data file at {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     texts, labels = [], []
     label_col, text_col = 0, 1
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.rstrip("\r\n").split("\t")
-            if lineno == 1 and not fields[0].strip().lstrip("-").isdigit():
-                names = [name.strip().lower() for name in fields]
-                if "label" not in names:
-                    raise ValueError(f"{path}:1: header {fields} has no 'label' column")
-                label_col = names.index("label")
-                text_col = next((names.index(n) for n in ("text_a", "text") if n in names),
-                                next(i for i in range(len(names)) if i != label_col))
-                continue
-            if not line.strip():
-                continue
-            if len(fields) <= max(label_col, text_col):
-                raise ValueError(f"{path}:{lineno}: expected label<TAB>text, got {len(fields)} field(s)")
-            try:
-                labels.append(int(fields[label_col]))
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: label {fields[label_col]!r} is not an integer") from None
-            texts.append(fields[text_col])
+    for lineno, line in _text_lines(path):
+        fields = line.rstrip("\r\n").split("\t")
+        if lineno == 1 and not fields[0].strip().lstrip("-").isdigit():
+            names = [name.strip().lower() for name in fields]
+            if "label" not in names:
+                raise ValueError(f"{path}:1: header {fields} has no 'label' column")
+            label_col = names.index("label")
+            text_col = next((names.index(n) for n in ("text_a", "text") if n in names),
+                            next(i for i in range(len(names)) if i != label_col))
+            continue
+        if not line.strip():
+            continue
+        if len(fields) <= max(label_col, text_col):
+            raise ValueError(f"{path}:{lineno}: expected label<TAB>text, got {len(fields)} field(s)")
+        try:
+            labels.append(int(fields[label_col]))
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: label {fields[label_col]!r} is not an integer") from None
+        texts.append(fields[text_col])
     if not texts:
         raise ValueError(f"{path}: no labelled rows")
     return texts, labels
+
+
+def _text_lines(path: Path):
+    """``(line number, text)`` of a UTF-8 (or gzip) file; ValueError naming the file and line of
+    bytes that are not text (invalid UTF-8, NUL) or of a truncated gzip stream."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line)") from None
+                if "\x00" in line:
+                    raise ValueError(f"{path}:{lineno}: NUL byte in the line: a binary file, not text")
+                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"{path}:{lineno + 1}: truncated or corrupt file ({exc})") from None
 
 
 def find_split(data_dir: Path, name: str) -> Path:
@@ -187,6 +205,7 @@ class SentenceClassifier(pl.LightningModule):
         if pretrained is not None:
             if not (Path(pretrained) / "config.json").exists():
                 raise FileNotFoundError(f"{pretrained} is not a local BERT checkpoint directory (no config.json)")
+            check_model_dir(pretrained)
             self.model = BertForSequenceClassification.from_pretrained(
                 pretrained, num_labels=num_labels, local_files_only=True, attn_implementation="sdpa")
             if self.model.config.vocab_size != vocab_size:
@@ -279,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = finetune(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"kept finetune: error: {exc}", file=sys.stderr)
+        print(f"kept: error: {exc}", file=sys.stderr)
         return 2
     print(f"dev accuracy {metrics['dev_accuracy']:.4f}  test accuracy {metrics['test_accuracy']:.4f}  "
           f"-> {args.out / 'metrics.json'}")

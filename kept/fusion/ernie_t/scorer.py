@@ -41,7 +41,9 @@ class ErnieTScorer:
         knowledge: "full" (default: each query's linked entities are aligned) or "off" (none are)."""
         from transformers import AutoTokenizer
 
-        model = load_pretrained(model_dir, device)
+        from kept.model_dir import check_model_dir
+
+        model = load_pretrained(check_model_dir(model_dir), device)
         if store is not None:
             from kept.kg import open_store
 

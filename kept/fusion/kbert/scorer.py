@@ -14,6 +14,7 @@ from kept.fusion.kbert.branches import BranchTable
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
 from kept.kg.store import KGStore
+from kept.model_dir import check_model_dir
 
 
 class KBertScorer:
@@ -44,7 +45,7 @@ class KBertScorer:
         (branches from the store), "off" (no branches, no store needed)."""
         from transformers import AutoTokenizer, BertForMaskedLM
 
-        model_dir = Path(model_dir)
+        model_dir = check_model_dir(model_dir)
         info_path = model_dir / "kept.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         if info.get("method") != "kbert":

@@ -24,7 +24,9 @@ def main(kind: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops this process
     source, out = OPENERS[kind](sys.stdin.buffer), sys.stdout.buffer
     try:
-        while block := source.read(1 << 20):
+        # read1: each block as soon as it is decoded, so the lines before a damaged spot reach the
+        # parser (read(n) of a truncated stream raises before returning the n bytes it was filling)
+        while block := source.read1(1 << 20):
             out.write(block)
         out.flush()
     except BrokenPipeError:  # the parent stopped reading

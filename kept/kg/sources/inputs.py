@@ -129,7 +129,9 @@ class InputFile:
     def _blocks(self) -> Iterator[list[bytes]]:
         """Lists of lines (without ``\\n``), one list per 1 MiB block read."""
         pending = b""
-        while block := self._stream.read(_BLOCK):
+        # a decompressor in this process: read1, so what was decoded before a damaged spot comes first
+        read = self._stream.read1 if self.kind and self._child is None else self._stream.read
+        while block := read(_BLOCK):
             lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
             pending = lines.pop()
             if lines:
@@ -157,9 +159,12 @@ class InputFile:
         """Yield lines decoded as strict UTF-8 without the line ending.
 
         A line that is not valid UTF-8 is reported to ``bad`` (an error unless
-        ``--max-bad-lines`` allows it) and skipped.
+        ``--max-bad-lines`` allows it) and skipped. A byte order mark at the start of
+        the file is dropped (it is not part of the first field).
         """
         for raw in self.lines():
+            if self.lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -65,7 +65,7 @@ _XSD_TOKEN = XSD + "token"
 
 # Token patterns, copied from rdflib's N-Triples parser (carriage returns excluded,
 # so a line holding a bare CR never matches and is split on the slow path).
-_IRI = r'<([^:\r]+:[^\s"<>]*)>'
+_IRI = r'<([^:\r\x00]+:[^\s"<>\x00]*)>'
 _BNODE = r"_:([A-Za-z0-9_:](?:[-A-Za-z0-9_:.]*[-A-Za-z0-9_:])?)"
 _LIT = r'"([^"\\\r]*(?:\\[^\r][^"\\\r]*)*)"(?:@([a-zA-Z]+(?:-[a-zA-Z0-9]+)*)|\^\^' + _IRI + ")?"
 _TRIPLE = re.compile(
@@ -113,6 +113,9 @@ def _from_groups(groups: tuple[str | None, ...], escaped: bool) -> TermTriple:
         o = unescape(o) if o is not None else None
         lit = unescape(lit) if lit is not None else None
         dt = unescape(dt) if dt is not None else None
+        bad = next((i for i in (s, p, o, dt) if i is not None and IRI_RULE.fullmatch(i) is None), None)
+        if bad is not None:
+            raise ValueError(iri_problem(bad))
     obj: Term
     if o is not None:
         obj = o
@@ -185,9 +188,28 @@ _FAST = re.compile(
 # rdflib's IRI pattern without escapes; \s spelled out (the characters str.isspace()
 # accepts, which is what \s matches), which sre checks faster than the category
 _WHITESPACE = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_VALID_IRI = re.compile(f'[^:\\r\\\\]+:[^{_WHITESPACE}"<>\\\\]*')
+_VALID_IRI = re.compile(f'[^:\\r\\\\\\x00]+:[^{_WHITESPACE}"<>\\\\\\x00]*')
+#: the IRI rule of every RDF input (N-Triples, Turtle, RDF/XML), escapes decoded: a scheme, then no
+#: white space, '"', '<', '>' or NUL
+IRI_RULE = re.compile(f'[^:\\r\\x00]+:[^{_WHITESPACE}"<>\\x00]*')
 _IRI_CACHE_LIMIT = 1 << 18
 _BATCH = 256  # records per list yielded by iter_fast_records (larger lists cost GC promotions)
+
+
+def iri_problem(iri: str) -> str:
+    """The message for an IRI that breaks :data:`IRI_RULE`."""
+    return (f"invalid IRI {iri!r}: an IRI is scheme:rest with no white space, '\"', '<', '>' or NUL "
+            "(escapes decoded)")
+
+
+def invalid_iri(triple: TermTriple) -> str | None:
+    """The first IRI of a triple (blank nodes and literals aside, a datatype included) that breaks
+    :data:`IRI_RULE`, or None: the one IRI rule of N-Triples (both engines), Turtle and RDF/XML."""
+    s, p, o = triple
+    for term in (s, p, o.datatype if isinstance(o, Literal) else o):
+        if isinstance(term, str) and not term.startswith("_:") and IRI_RULE.fullmatch(term) is None:
+            return term
+    return None
 
 
 def _admit(iri: str, ok: dict[str, str]) -> str | None:

@@ -7,8 +7,9 @@ surface names, so every name is its own key and its own label:
 * ``Relation(predicate, label=predicate)`` the first time a predicate appears,
 * ``Triple(subject, predicate, object)`` for every line.
 
-Fields are stripped of surrounding whitespace; blank lines are skipped. A line that
-does not have exactly three non-empty tab-separated fields is a malformed line
+Fields are stripped of surrounding whitespace; blank lines are skipped; a byte order
+mark at the start of the file is dropped. A line that holds a NUL byte, or does not
+have exactly three non-empty tab-separated fields, is a malformed line
 (``ctx.bad``). With ``ctx.options.properties`` set, lines whose predicate is not in
 it are dropped, and their names are not announced by them.
 """
@@ -39,6 +40,10 @@ def iter_spo_lines(path: Path, ctx: ReadContext, clean: Callable[[str], str] = s
     with ctx.open(path) as f:
         for line in f.text_lines(ctx.bad):
             if not line.strip():
+                continue
+            if "\x00" in line:
+                ctx.bad.report(path, f.lineno, f"NUL byte at character {line.index(chr(0))} of the line "
+                                               "(names may not contain NUL)")
                 continue
             raw = line.split("\t")
             if len(raw) != 3:
