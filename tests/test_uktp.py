@@ -186,9 +186,12 @@ def test_layout_is_triple_then_sentence(kg, corpus, tok):
         collator_for(kg, corpus, tok, max_length=10)
 
 
-@pytest.mark.parametrize("elements", [("head", "relation", "tail"), ("relation",)])
+@pytest.mark.parametrize("elements", [("head", "relation", "tail"), ("relation",), None])
 def test_masking_rule(kg, corpus, tok, elements):
-    collator = collator_for(kg, corpus, tok, max_length=64, triple_elements=elements)
+    if elements is None:  # the default is ERNIE 3.0's: the relation
+        collator, elements = collator_for(kg, corpus, tok, max_length=64), ("relation",)
+    else:
+        collator = collator_for(kg, corpus, tok, max_length=64, triple_elements=elements)
     triple = [kg.entity_id("new york city"), kg.relation_id("twinned with"), kg.entity_id("paris")]
     sentence = LinkedExample("s", np.arange(3000, 3040))
     n = 3000
@@ -360,3 +363,16 @@ def test_benchmark_batch_on_real_data(tok, trex_sample):
     assert uktp["triple_tokens"].any() and "triple_tokens" not in mlm
     module = UktpModule(vocab_size=len(tok), **TINY)
     assert set(module.losses(uktp)) == {"loss", "triple", "sentence"} and set(module.losses(mlm)) == {"loss", "mlm"}
+
+
+def test_data_module_and_config_default_to_masking_the_relation():
+    import inspect
+
+    import yaml
+
+    from kept.fusion.uktp.train import UktpDataModule
+    from kept.methods import get_method
+
+    assert inspect.signature(UktpDataModule).parameters["triple_elements"].default == ("relation",)
+    config = yaml.safe_load(get_method("uktp").config.read_text())
+    assert config["data"]["init_args"]["triple_elements"] == ["relation"]

@@ -236,13 +236,14 @@ class UktpCollator:
     vocab: a :class:`MaskingVocab` or a BERT tokenizer. entity_labels / relation_labels:
     :class:`LabelTable` s. max_length: tokens per sequence (default 128). mask_prob: sentence
     token selection probability (default 0.15). triple_elements: elements the masked one is
-    drawn from (default all three; ``("relation",)`` is the ERNIE 3.0 paper's choice).
+    drawn from (default ``("relation",)``, the ERNIE 3.0 paper's choice: head and tail are in the
+    sentence, so masking them asks the model to copy; ``("head", "relation", "tail")`` draws uniformly).
     pad_to_max_length: pad every batch to ``max_length`` (default False: longest sequence).
     """
 
     def __init__(self, vocab: MaskingVocab | Any, entity_labels: LabelTable, relation_labels: LabelTable,
                  max_length: int = 128, mask_prob: float = 0.15,
-                 triple_elements: Sequence[str] = ("head", "relation", "tail"), pad_to_max_length: bool = False):
+                 triple_elements: Sequence[str] = ("relation",), pad_to_max_length: bool = False):
         self.vocab = vocab if isinstance(vocab, MaskingVocab) else MaskingVocab.from_tokenizer(vocab)
         self.entity_labels, self.relation_labels = entity_labels, relation_labels
         bad = [e for e in triple_elements if e not in ("head", "relation", "tail")]
