@@ -40,9 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fill the relation's template (default) or use the facts' masked evidence sentences")
     p.add_argument("--max-sentences", type=int, default=1, metavar="N",
                    help="masked sentences per fact with --queries sentences, one query each (default 1)")
-    p.add_argument("--mode", choices=("single", "multi", "both"), default="both",
+    p.add_argument("--mode", choices=("single", "multi", "both"), default=None,
                    help="single: LAMA single-wordpiece objects over the vocabulary; multi: all objects among the "
-                        "relation's distinct objects; both (default)")
+                        "relation's distinct objects; both (default; single with --protocol lama)")
+    p.add_argument("--uhn", action="store_true",
+                   help="LAMA-UHN: drop facts whose object label is a substring of the subject label (and, with "
+                        "--uhn-model, those a BERT guesses from the subject's name alone)")
+    p.add_argument("--uhn-model", metavar="DIR",
+                   help="with --uhn: LAMA-UHN's person-name filter with this masked LM (LAMA-UHN used "
+                        "bert-base-cased): P19/P20/P27/P103/P1412 facts whose object is in its top 3 for "
+                        "'NAME is a common name in the following city/country/language : [MASK] .' go")
+    p.add_argument("--protocol", choices=("kept", "lama"), default="kept",
+                   help="kept (default): kept's ranks (ties against the gold) and options; lama: LAMA's own "
+                        "T-REx evaluation to compare with published tables (single mode, distinct (subject, "
+                        "object) facts, LAMA's common vocabulary from kg_data/lama unless --common-vocab, "
+                        "LAMA's tie rule and MRR@1000; docs/probe.md)")
     p.add_argument("--common-vocab", metavar="FILE",
                    help="single mode: rank over these tokens only (one per line, LAMA common_vocab) and skip facts "
                         "whose object is not one of them")
@@ -106,6 +118,12 @@ def _tokenizer(model_dir: Path, vocab: str | None):
     return load_tokenizer(model_dir)
 
 
+def _modes(mode: str | None, protocol: str) -> tuple[str, ...]:
+    """The ranking modes of ``--mode`` (default: both, or single under ``--protocol lama``)."""
+    mode = mode or ("single" if protocol == "lama" else "both")
+    return ("single", "multi") if mode == "both" else (mode,)
+
+
 def check_knowledge(model_dirs: list[str], methods: list[str | None], knowledge: str, kg: str | None) -> None:
     """A ValueError when a model that reads the KG at probe time cannot have the ``knowledge`` condition:
     no ``--kg`` (probing it without its store would silently be ``off``), or a condition it lacks."""
@@ -145,12 +163,18 @@ def _run(args: argparse.Namespace) -> int:
         check_model_dir(model_dir)
     relations = [r for value in args.relation or [] for r in value.split(",") if r] or None
     options = ProbeOptions(queries=args.queries, max_facts=args.max_facts, max_sentences=args.max_sentences,
-                           modes=("single", "multi") if args.mode == "both" else (args.mode,),
+                           modes=_modes(args.mode, args.protocol),
                            common_vocab=read_common_vocab(args.common_vocab) if args.common_vocab else None,
                            multi_scoring=args.multi_scoring, length_norm=args.length_norm,
                            max_object_pieces=args.max_object_pieces, filter_objects=args.filter_objects,
-                           progress=not args.no_progress, knowledge=args.knowledge)
+                           progress=not args.no_progress, knowledge=args.knowledge, protocol=args.protocol)
     probe_set = load_probe_set(args.data, relations, args.relations_file)
+    uhn_removed = None
+    if args.uhn or args.uhn_model:
+        from kept.probe.lama_protocol import uhn_filter
+
+        name_scorer = load_scorer(args.uhn_model, device=args.device) if args.uhn_model else None
+        probe_set, uhn_removed = uhn_filter(probe_set, name_scorer, getattr(name_scorer, "tokenizer", None))
     methods = [read_method(model_dir)[0] for model_dir in args.model]
     check_knowledge(args.model, methods, args.knowledge, args.kg)
     # "off": no store and no linker for the queries, so they carry no entity to inject
@@ -180,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
                 predictions.write(json.dumps({"model": name, **record}, ensure_ascii=False) + "\n")
     config = {k: v for k, v in vars(args).items() if k != "func"}
     config["relations_probed"] = [r.relation for r, _ in probe_set]
+    if uhn_removed is not None:
+        config["uhn_removed"] = uhn_removed
     (out / "metrics.json").write_text(json.dumps({"config": config, "models": models}, indent=2,
                                                  ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(models), encoding="utf-8")

@@ -20,9 +20,10 @@ import torch
 
 from kept.data.examples import LinkedExample
 from kept.kg.store import KGStore
+from kept.probe import lama_protocol
 from kept.probe.candidates import common_vocab_ids, excluded_matrix, masked_scores, pll_candidate_scores
 from kept.probe.lama import Fact, ProbeDataError, Relation
-from kept.probe.metrics import gold_ranks, summarize
+from kept.probe.metrics import LAMA_TOPK, gold_ranks, lama_ranks, summarize
 from kept.probe.queries import QueryBuilder, fill_sentence, fill_template
 from kept.probe.scorers import Scorer
 
@@ -47,6 +48,9 @@ class ProbeOptions:
     knowledge: the probe-time knowledge condition (``kept.methods.KNOWLEDGE``, default "full"). With
         "leave-one-out" each query's probed triple is withheld from the scorer's KG (the builder's
         store); "off" is a query builder without store or linker (no entity spans).
+    protocol: "kept" (default: kept's ranks, see :mod:`kept.probe.metrics`) or "lama" (LAMA's own
+        evaluation, :mod:`kept.probe.lama_protocol`: single mode, template queries, distinct
+        (subject, object) facts, the common vocabulary in file order, LAMA's ranks and MRR).
     """
 
     queries: str = "template"
@@ -61,6 +65,12 @@ class ProbeOptions:
     chunk_size: int = 1024
     progress: bool = True
     knowledge: str = "full"
+    protocol: str = "kept"
+
+    @property
+    def mrr_cutoff(self) -> int | None:
+        """Ranks above it add 0 to the MRR (LAMA's top 1,000 under ``protocol="lama"``)."""
+        return LAMA_TOPK if self.protocol == "lama" else None
 
     def __post_init__(self) -> None:
         checks = [("queries", self.queries, ("template", "sentences")), ("multi_scoring", self.multi_scoring,
@@ -183,6 +193,8 @@ class _Job:
     def __init__(self, builder: QueryBuilder, relation: Relation, all_facts: Sequence[Fact], options: ProbeOptions,
                  store: KGStore | None):
         self.builder, self.tokenizer, self.relation, self.options = builder, builder.tokenizer, relation, options
+        if options.protocol == "lama":  # one query per distinct (subject, object), as LAMA's template mode
+            all_facts = lama_protocol.distinct_facts(all_facts)
         self.all_facts, self.facts, self.store = all_facts, list(all_facts[: options.max_facts]), store
         self.units = query_units(relation, self.facts, options)
         self.examples: list[LinkedExample] = []
@@ -196,9 +208,10 @@ class _Job:
     def _finish(self, ranks: np.ndarray, predictions: list[str], **extra) -> tuple[dict, list[dict]]:
         flags = seen_flags(self.store, self.relation.relation, self.facts)[self.units.fact]
         skipped = {k: v for k, v in self.units.skipped.items() if v}
-        result = {"label": self.relation.label, **summarize(ranks), "skipped": skipped, **extra}
+        cutoff = self.options.mrr_cutoff
+        result = {"label": self.relation.label, **summarize(ranks, cutoff), "skipped": skipped, **extra}
         if np.any(flags >= 0):
-            result["seen"], result["unseen"] = summarize(ranks[flags == 1]), summarize(ranks[flags == 0])
+            result["seen"], result["unseen"] = summarize(ranks[flags == 1], cutoff), summarize(ranks[flags == 0], cutoff)
         records = [{"relation": self.relation.relation, "mode": self.mode, "sub_label": self.facts[f].sub_label,
                     "obj_label": self.facts[f].obj_label, "sentence": int(s), "rank": int(r), "prediction": p,
                     "seen": int(g)}
@@ -216,10 +229,16 @@ class SingleJob(_Job):
     def __init__(self, builder: QueryBuilder, relation: Relation, all_facts: Sequence[Fact], options: ProbeOptions,
                  store: KGStore | None = None):
         super().__init__(builder, relation, all_facts, options, store)
-        tok = self.tokenizer
+        tok, all_facts = self.tokenizer, self.all_facts   # the protocol's facts (LAMA: distinct pairs)
         pieces = tok([f.obj_label for f in all_facts], add_special_tokens=False)["input_ids"] if all_facts else []
         single = np.asarray([p[0] if len(p) == 1 and p[0] != tok.unk_token_id else -1 for p in pieces], np.int64)
-        self.common = common_vocab_ids(tok, options.common_vocab) if options.common_vocab is not None else None
+        lama = options.protocol == "lama"
+        if lama:  # LAMA: the wordpiece must spell the label back
+            single = np.asarray([s if s >= 0 and lama_protocol.reconstructs(tok, f.obj_label, s) else -1
+                                 for s, f in zip(single.tolist(), all_facts)], np.int64)
+            self.common = lama_protocol.index_list(tok, options.common_vocab or lama_protocol.default_common_vocab(tok))
+        else:
+            self.common = common_vocab_ids(tok, options.common_vocab) if options.common_vocab is not None else None
         gold = single[: len(self.facts)][self.units.fact]                                  # [U] vocabulary ids
         ok = gold >= 0
         self.units.skipped["object not one known wordpiece"] += int(np.sum(~ok))
@@ -249,7 +268,9 @@ class SingleJob(_Job):
         gold = torch.as_tensor(self.gold[rows])                                            # [m] vocabulary ids
         columns = self.common if self.common is not None else torch.arange(scores.shape[1])
         if self.common is not None:                                                        # columns = common ids
-            scores, gold = scores[:, self.common], torch.searchsorted(self.common, gold)
+            position = torch.full((scores.shape[1],), -1, dtype=torch.int64)
+            position[self.common] = torch.arange(len(self.common))
+            scores, gold = scores[:, self.common], position[gold]
         excluded = None
         if self.options.filter_objects:
             # other true objects of the same subject, as columns of ``scores``
@@ -259,7 +280,10 @@ class SingleJob(_Job):
                 other = [[column_of[v] for v in o if v in column_of] for o in other]
             excluded = excluded_matrix(scores.shape, other, gold)
             scores = scores.masked_fill(excluded, float("-inf"))
-        self.ranks[rows] = gold_ranks(scores, gold, excluded).numpy()
+        if self.options.protocol == "lama":
+            self.ranks[rows] = lama_ranks(scores, gold).numpy()
+        else:
+            self.ranks[rows] = gold_ranks(scores, gold, excluded).numpy()
         self.predictions[rows] = columns[scores.argmax(dim=1)].numpy()
 
     def finish(self, scorer: Scorer) -> tuple[dict, list[dict]]:
@@ -275,7 +299,7 @@ class MultiJob(_Job):
     def __init__(self, builder: QueryBuilder, relation: Relation, all_facts: Sequence[Fact], options: ProbeOptions,
                  store: KGStore | None = None):
         super().__init__(builder, relation, all_facts, options, store)
-        tok = self.tokenizer
+        tok, all_facts = self.tokenizer, self.all_facts   # the protocol's facts (LAMA: distinct pairs)
         pieces = [tuple(p) for p in tok([f.obj_label for f in all_facts], add_special_tokens=False)["input_ids"]] \
             if all_facts else []
         self.candidates = sorted({p for p in pieces if 0 < len(p) <= options.max_object_pieces

@@ -10,6 +10,10 @@ Definitions used everywhere in kept (and stated in ``docs/probe.md``):
 * **macro** average = the unweighted mean over relations with at least one query (LAMA's
   headline numbers); **micro** = pooled over all queries.
 
+``--protocol lama`` ranks as LAMA's code does instead (:func:`lama_ranks`): the gold's position
+in the scores sorted best first, ties in vocabulary order (a stable sort, where LAMA takes
+``torch.topk``'s order), and MRR counts 1 / rank only within the top 1,000 (LAMA's ``topk``).
+
 Candidate sets are chosen by the caller: the whole vocabulary or a common vocabulary for
 single-wordpiece objects, the relation's distinct objects for multi-wordpiece ones.
 """
@@ -22,6 +26,8 @@ import numpy as np
 import torch
 
 METRICS = ("p@1", "p@10", "mrr")
+#: LAMA's ``topk``: a gold ranked below it adds 0 to the MRR
+LAMA_TOPK = 1000
 
 
 def gold_ranks(scores: torch.Tensor, gold: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
@@ -41,15 +47,30 @@ def gold_ranks(scores: torch.Tensor, gold: torch.Tensor, excluded: torch.Tensor 
     return at_least.sum(dim=1)
 
 
-def summarize(ranks: Iterable[int] | np.ndarray) -> dict:
-    """``{"n", "p@1", "p@10", "mrr"}`` of gold ranks (metrics are None when there are no queries)."""
+def lama_ranks(scores: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """int64 [N]: LAMA's rank of each gold, its 1-based position in a stable best-first sort of ``scores``:
+    1 + candidates scoring higher + candidates scoring the same at a lower column (ties in column order).
+
+    scores: float [N, C]. gold: int64 [N] column of the gold.
+    """
+    gold_score = scores.gather(1, gold[:, None])                                  # [N, 1]
+    before = torch.arange(scores.shape[1])[None, :] < gold[:, None]               # [N, C]
+    return 1 + (scores > gold_score).sum(dim=1) + ((scores == gold_score) & before).sum(dim=1)
+
+
+def summarize(ranks: Iterable[int] | np.ndarray, mrr_cutoff: int | None = None) -> dict:
+    """``{"n", "p@1", "p@10", "mrr"}`` of gold ranks (metrics are None when there are no queries).
+
+    mrr_cutoff: ranks above it add 0 to the MRR (LAMA: :data:`LAMA_TOPK`; default None: no cutoff).
+    """
     ranks = np.asarray(list(ranks) if not isinstance(ranks, np.ndarray) else ranks, dtype=np.float64)
     if ranks.size == 0:
         return {"n": 0, "p@1": None, "p@10": None, "mrr": None}
     if ranks.min() < 1:
         raise ValueError("ranks start at 1")
+    reciprocal = 1.0 / ranks if mrr_cutoff is None else np.where(ranks <= mrr_cutoff, 1.0 / ranks, 0.0)
     return {"n": int(ranks.size), "p@1": float(np.mean(ranks <= 1)), "p@10": float(np.mean(ranks <= 10)),
-            "mrr": float(np.mean(1.0 / ranks))}
+            "mrr": float(np.mean(reciprocal))}
 
 
 def macro_average(per_relation: dict[str, dict]) -> dict:
@@ -61,7 +82,7 @@ def macro_average(per_relation: dict[str, dict]) -> dict:
     return out
 
 
-def micro_average(all_ranks: Iterable[np.ndarray]) -> dict:
+def micro_average(all_ranks: Iterable[np.ndarray], mrr_cutoff: int | None = None) -> dict:
     """:func:`summarize` of the ranks of every relation pooled together."""
     arrays = [np.asarray(r, dtype=np.float64) for r in all_ranks]
-    return summarize(np.concatenate(arrays) if arrays else np.zeros(0))
+    return summarize(np.concatenate(arrays) if arrays else np.zeros(0), mrr_cutoff)

@@ -112,6 +112,9 @@ def probe_relations(scorer: Scorer, builder: QueryBuilder, probe_set: Sequence[t
     job_class = {"single": SingleJob, "multi": MultiJob}
     for mode in options.modes:
         jobs = [job_class[mode](builder, relation, facts, options, seen_store) for relation, facts in probe_set]
+        if options.protocol == "lama" and (mode != "single" or options.queries != "template"):
+            raise ValueError("--protocol lama is LAMA's single-wordpiece template evaluation: use --mode single "
+                             "and --queries template")
         pll = mode == "multi" and options.multi_scoring == "pll"
         if pll and options.knowledge == "leave-one-out":
             raise ValueError("the leave-one-out knowledge condition needs --multi-scoring masked (not pll)")
@@ -132,9 +135,9 @@ def probe_relations(scorer: Scorer, builder: QueryBuilder, probe_set: Sequence[t
                     split_ranks[split].append(ranks[flags == flag])
                     split_relations[split][job.relation.relation] = result[split]
         metrics[mode] = {"relations": per_relation, "macro": macro_average(per_relation),
-                         "micro": micro_average(split_ranks["all"])}
+                         "micro": micro_average(split_ranks["all"], options.mrr_cutoff)}
         for split in ("seen", "unseen"):
             if split_relations[split]:
                 metrics[mode][split] = {"macro": macro_average(split_relations[split]),
-                                        "micro": micro_average(split_ranks[split])}
+                                        "micro": micro_average(split_ranks[split], options.mrr_cutoff)}
     return metrics, records
