@@ -52,10 +52,10 @@ def test_by_hand_with_a_constant_model(constant_model, tokenizer, lama_dir):  # 
     assert [r["rank"] for r in kept if r["obj_label"] == "London"] == [3]
 
 
-def lama_reference(model, tokenizer, probe_set, common):
+def lama_reference(model, tok, probe_set, common):
     """LAMA's batch_eval_KB_completion + get_ranking, written plainly: per distinct (sub, obj), the template
     with [MASK], log-softmax at the mask, restricted to index_list, torch.topk, rank of the label."""
-    vocab = tokenizer.get_vocab()
+    vocab = tok.get_vocab()
     index_list = list(dict.fromkeys(vocab[t] for t in common if t in vocab))
     per_relation = {}
     for relation, facts in probe_set:
@@ -63,15 +63,15 @@ def lama_reference(model, tokenizer, probe_set, common):
         p1, mrr = [], []
         for sub, obj in pairs:
             obj = obj.lower()
-            ids = tokenizer(obj, add_special_tokens=False)["input_ids"]
+            ids = tok(obj, add_special_tokens=False)["input_ids"]
             if any(w not in common for w in obj.split(" ")) or len(ids) != 1 or \
-                    tokenizer.convert_ids_to_tokens(ids[0]) != obj:
+                    tok.convert_ids_to_tokens(ids[0]) != obj:
                 continue
-            text, _ = fill_template(relation.template, sub, 1, tokenizer.mask_token)
-            enc = tokenizer(text, return_tensors="pt")
+            text, _ = fill_template(relation.template, sub, 1, tok.mask_token)
+            enc = tok(text, return_tensors="pt")
             with torch.no_grad():
                 logits = model(**enc).logits[0]
-            at = int((enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0])
+            at = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0])
             filtered = torch.log_softmax(logits[at], dim=-1)[index_list]
             _, order = torch.topk(filtered, k=min(1000, len(index_list)))
             rank = order.tolist().index(index_list.index(ids[0])) + 1
