@@ -110,7 +110,7 @@ def _embed(args: argparse.Namespace) -> int:
         resume = work / "checkpoints" / "last.ckpt" if args.resume == "last" else Path(args.resume)
         if not resume.exists():
             raise FileNotFoundError(f"no checkpoint to resume from at {resume}")
-        saved = torch.load(resume, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
+        saved = torch.load(resume, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]["config"]
         given = {**saved, **given}  # the interrupted run's settings, unless overridden here
     config = TransEConfig.from_dict(given)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
