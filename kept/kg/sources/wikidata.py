@@ -165,6 +165,8 @@ def _line_records(
     except RuntimeError as exc:  # JSON beyond simdjson's limits: an integer over 64 bits, nesting over 1024 levels
         if str(exc).startswith("DEPTH_ERROR"):
             raise _BadLine(_NESTED) from None
+        if not str(exc).startswith("BIGINT_ERROR"):  # only that case goes to Python's json
+            raise _BadLine(f"invalid JSON: {exc}") from None
         doc = _loads(line, exc)
     key = doc.get("id") if isinstance(doc, _OBJECT) else None
     kind = doc.get("type", _MISSING) if type(key) is str else _MISSING
