@@ -130,7 +130,8 @@ def link_corpus(args: argparse.Namespace):
     src = args.data / "trex" / "sentences.jsonl.gz"
     print(f"\n[data build] linking {src} to the trex store", flush=True)
     corpus = build_linked_corpus(src, args.out / "corpus" / "trex", args.data / "vocab" / "bert-base-uncased-vocab.txt",
-                                 args.out / "stores" / "trex", CorpusOptions(lang="en"), workers=args.workers)
+                                 args.out / "stores" / "trex", CorpusOptions(lang="en"), workers=args.workers,
+                                 overwrite=True)  # the demo owns its output folder
     m = corpus.meta
     print(f"[data build] {m['examples']:,} sentences, {m['tokens']:,} tokens, {m['entities']:,} linked mentions")
     return corpus

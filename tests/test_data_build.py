@@ -58,7 +58,10 @@ def test_workers_give_the_same_corpus_and_cache_is_reused(trex, tmp_path):
     stamp = (tmp_path / "a" / "input_ids.npy").stat().st_mtime_ns
     again = build_linked_corpus(path, tmp_path / "a", VOCAB, store, options, workers=0, progress=False)
     assert (tmp_path / "a" / "input_ids.npy").stat().st_mtime_ns == stamp and len(again) == len(a)
-    changed = build_linked_corpus(path, tmp_path / "a", VOCAB, None, options, workers=0, progress=False)
+    with pytest.raises(FileExistsError, match="already exists"):  # other inputs: only with overwrite
+        build_linked_corpus(path, tmp_path / "a", VOCAB, None, options, workers=0, progress=False)
+    changed = build_linked_corpus(path, tmp_path / "a", VOCAB, None, options, workers=0, progress=False,
+                                  overwrite=True)
     assert changed.meta["entities"] == 0    # other inputs: rebuilt
 
 

@@ -373,7 +373,8 @@ def test_index_cache_round_trip(trex, tmp_path, monkeypatch):
     texts = [r["text"] for r in trex[1][:200]]
     built = EntityLinker.from_store(store)
     directory = index_cache_dir(store, LinkerConfig().index_options())
-    assert (directory / "meta.json").exists() and (directory / "automaton_folded.pkl").exists()
+    assert (directory / "meta.json").exists() and (directory / "key_chars.npy").exists()
+    assert not list(directory.glob("*.pkl"))                                  # nothing pickled
     assert [p.name for p in directory.parent.iterdir()] == [directory.name]   # no temp dirs left
 
     def no_build(*args, **kwargs):

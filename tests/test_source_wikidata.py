@@ -301,6 +301,40 @@ def test_bad_line_is_an_error(tmp_path, bad, problem):
     assert f"{path}:3:" in str(err)
 
 
+@pytest.fixture(params=[1000, 2000, 20000], ids=lambda n: f"recursionlimit{n}")
+def recursion_limit(request):
+    """The reader's depth rule must not follow the recursion limit (torch.compile raises it to 2000)."""
+    import sys
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(request.param)
+    yield request.param
+    sys.setrecursionlimit(saved)
+
+
+BIG = b"123456789012345678901234567890"  # over 64 bits: simdjson hands the line to Python's json
+
+
+@pytest.mark.parametrize("bad", [
+    b'{"type":"item","id":"Q5","x":' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b'{"type":"item","id":"Q5","x":' + BIG + b',"y":' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b'{"type":"item","id":"Q5","x":' + b'[{"a":' * 600 + BIG + b"}]" * 600 + b"}",
+], ids=["deep", "bigint-then-deep", "deep-bigint"])
+def test_nesting_verdict_ignores_recursion_limit(tmp_path, recursion_limit, bad):
+    import sys
+    path = write(tmp_path, "d.json", broken_dump(bad))
+    with pytest.raises(SourceError, match=r"d\.json:3: invalid JSON: nested too deeply \(over 1024 levels\)"):
+        records(path)
+    assert sys.getrecursionlimit() == recursion_limit  # restored
+
+
+def test_deep_bigint_within_limit_reads_whatever_the_recursion_limit(tmp_path, recursion_limit):
+    import sys
+    line = b'{"type":"item","id":"Q5","x":' + b"[" * 1010 + BIG + b"]" * 1010 + b"}"
+    recs = records(write(tmp_path, "d.json", broken_dump(line)))
+    assert "Q5" in {r.key for r in of_type(recs, Entity)}
+    assert sys.getrecursionlimit() == recursion_limit
+
+
 def test_bad_line_skipped_within_budget(tmp_path):
     path = write(tmp_path, "d.json", broken_dump(b'{"type":"item","id":"Q5",'))
     bad = BadLines(limit=1)

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import multiprocessing as mp
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kept.data.examples import LinkedCorpus, LinkedExample, write_corpus
+from kept.kg.outputs import check_output, is_kept_dir, prepare_output, publish
 from kept.kg.sources.errors import BadLines, SourceError
 from kept.kg.sources.inputs import InputFile, strip_compression
 
@@ -147,55 +149,71 @@ def _chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
 
 def build_linked_corpus(input_path: str | Path, out: str | Path, vocab: str | Path, store: str | Path | None = None,
                         options: CorpusOptions | None = None, workers: int | None = None,
-                        progress: bool = True) -> LinkedCorpus:
+                        progress: bool = True, overwrite: bool = False) -> LinkedCorpus:
     """Build (or reuse) the linked corpus of ``input_path`` at ``out``.
 
     vocab: BERT ``vocab.txt``. store: KG store to link entities against (None: no entities).
     workers: worker processes (default: all cores; 0 runs in this process).
+    overwrite: replace an existing linked corpus built from other inputs (never anything else:
+        a folder that is not a linked corpus, or that holds an input, is an error).
     Returns the opened corpus. Built atomically; an up-to-date corpus at ``out`` is reused.
+    :raises FileExistsError: ``out`` exists (and is not up to date) without ``overwrite``.
+    :raises OutputError: ``out`` is not a linked corpus, holds an input, or cannot be written.
     """
     options = options or CorpusOptions()
     input_path, out, vocab = Path(input_path), Path(out), Path(vocab)
     store = Path(store) if store is not None else None
     key = cache_key(input_path, vocab, store, options)
-    if (out / "meta.json").exists() and json.loads((out / "meta.json").read_text()).get("cache_key") == key:
+    if is_linked_corpus(out) and json.loads((out / "meta.json").read_text()).get("cache_key") == key:
         return LinkedCorpus(out)
+    inputs = [input_path, vocab, *([store] if store else [])]
+    check_output(out, overwrite=overwrite, is_ours=is_linked_corpus, what="linked corpus", inputs=inputs)
     phrases = options.phrases
     if phrases == "learn":
         from kept.masking.phrases import learn_phrases
 
         table = learn_phrases(read_texts(input_path, options.text_field), min_count=options.min_phrase_count,
                               lang=options.lang)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        phrases = str(out.parent / f".{out.name}.phrases.json")
-        table.save(phrases)
-    workers = mp.cpu_count() if workers is None else workers
-    init_args = (str(vocab), str(store) if store else None, options, phrases)
-    chunks = _chunks(read_texts(input_path, options.text_field), options.chunk_size)
-    bar = tqdm(desc="linking", unit=" texts", disable=not progress or None)
+    tmp = prepare_output(out, overwrite=overwrite, is_ours=is_linked_corpus, what="linked corpus", inputs=inputs)
+    try:
+        if options.phrases == "learn":
+            phrases = str(tmp / "phrases.json")
+            table.save(phrases)
+        workers = mp.cpu_count() if workers is None else workers
+        init_args = (str(vocab), str(store) if store else None, options, phrases)
+        chunks = _chunks(read_texts(input_path, options.text_field), options.chunk_size)
+        bar = tqdm(desc="linking", unit=" texts", disable=not progress or None)
 
-    def results() -> Iterator[LinkedExample]:
-        if workers == 0:
-            _init_worker(*init_args)
-            mapped = map(_process, chunks)
-        else:
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init_args)
-            mapped = pool.imap(_process, chunks)
-        try:
-            for examples in mapped:
-                bar.update(len(examples))
-                yield from examples
-        finally:
-            if workers:
-                pool.terminate()
-            bar.close()
+        def results() -> Iterator[LinkedExample]:
+            if workers == 0:
+                _init_worker(*init_args)
+                mapped = map(_process, chunks)
+            else:
+                pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init_args)
+                mapped = pool.imap(_process, chunks)
+            try:
+                for examples in mapped:
+                    bar.update(len(examples))
+                    yield from examples
+            finally:
+                if workers:
+                    pool.terminate()
+                bar.close()
 
-    meta = {"cache_key": key, "input": str(input_path), "vocab": str(vocab), "store": str(store) if store else None,
-            "options": asdict(options)}
-    write_corpus(results(), out, meta)
-    if phrases and options.phrases == "learn":
-        Path(phrases).replace(out / "phrases.json")
+        meta = {"cache_key": key, "input": str(input_path), "vocab": str(vocab),
+                "store": str(store) if store else None, "options": asdict(options)}
+        write_corpus(results(), tmp / "corpus", meta)
+        if options.phrases == "learn":
+            Path(phrases).replace(tmp / "corpus" / "phrases.json")
+        publish(tmp / "corpus", out, overwrite=overwrite, is_ours=is_linked_corpus, what="linked corpus")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return LinkedCorpus(out)
 
 
-__all__ = ["CorpusOptions", "build_linked_corpus", "cache_key", "read_texts"]
+def is_linked_corpus(path: Path) -> bool:
+    """Whether ``path`` is a linked corpus (a directory whose ``meta.json`` has its format and counts)."""
+    return is_kept_dir(path, "format_version", "examples", "tokens")
+
+
+__all__ = ["CorpusOptions", "build_linked_corpus", "cache_key", "is_linked_corpus", "read_texts"]

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-tokens", type=int, default=510, help="wordpieces kept per text (default 510)")
     b.add_argument("--threshold", type=float, default=0.0, help="lowest entity-link score kept (default 0)")
     b.add_argument("--jieba-boundaries", action="store_true", help="Chinese: link only on jieba word boundaries")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace an existing linked corpus at --out (never another folder)")
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores; 0: none)")
     b.set_defaults(func=_build)
 
@@ -38,7 +40,8 @@ def _build(args: argparse.Namespace) -> int:
                             phrases=None if args.phrases == "none" else args.phrases,
                             min_phrase_count=args.min_phrase_count, text_field=args.field,
                             link_threshold=args.threshold, jieba_boundaries=args.jieba_boundaries)
-    corpus = build_linked_corpus(args.input, args.out, args.vocab, args.store, options, workers=args.workers)
+    corpus = build_linked_corpus(args.input, args.out, args.vocab, args.store, options, workers=args.workers,
+                                 overwrite=args.overwrite)
     m = corpus.meta
     print(f"{args.out}: {m['examples']:,} texts, {m['tokens']:,} tokens, {m['entities']:,} linked mentions")
     return 0

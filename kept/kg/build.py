@@ -16,14 +16,14 @@ The build has three phases:
 Peak memory is O(entities + chunk_triples), never O(triples). Everything is
 written into a temporary directory next to the output, which is renamed into
 place only when complete; on any error or Ctrl-C it is removed and an existing
-store at the output path is left untouched.
+store at the output path is left untouched. ``overwrite`` replaces only an existing
+kept store, never another path or one holding an input; see :mod:`kept.kg.outputs`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 import kept
 from kept.kg import store_writer
 from kept.kg.ingest import BuildOptions, Ingest
+from kept.kg.outputs import check_output, is_kept_dir, prepare_output, publish
 from kept.kg.sources import ReadContext, get_reader, guess_format
 from kept.kg.sources.errors import BadLines, SourceError
 from kept.kg.sources.inputs import InputFile
@@ -70,8 +71,8 @@ def build_store(
     """
     options = options or BuildOptions()
     out = Path(out)
-    if out.exists() and not options.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another path or pass --overwrite")
+    check_output(out, overwrite=options.overwrite, is_ours=is_store, what="kept store",
+                 inputs=[Path(p) for p, _ in inputs])
     if not inputs:
         raise ValueError("no input files given")
     resolved = []
@@ -83,11 +84,10 @@ def build_store(
         resolved.append((path, fmt, get_reader(fmt)))
 
     start = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "_work").mkdir(parents=True)
+    tmp = prepare_output(out, overwrite=options.overwrite, is_ours=is_store, what="kept store",
+                         inputs=[p for p, _, _ in resolved])
     try:
+        (tmp / "_work").mkdir()
         bad = BadLines(limit=options.max_bad_lines)
         ingest = Ingest(tmp / "_work", options)
         sources = []
@@ -139,19 +139,15 @@ def build_store(
         shutil.rmtree(tmp / "_work")
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f, indent=2, ensure_ascii=False)
-        _replace(tmp, out)
+        publish(tmp, out, overwrite=options.overwrite, is_ours=is_store, what="kept store")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildReport(out, meta, time.perf_counter() - start, bad.examples)
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished store into place; an old store is removed only after."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
+
+def is_store(path: Path) -> bool:
+    """Whether ``path`` is a kept store (a directory whose ``meta.json`` has its format and counts):
+    the only thing ``--overwrite`` may replace."""
+    return is_kept_dir(path, "format_version", "counts")

@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.argv = saved
     check_checkpoint(cli.config.get("ckpt_path"))
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"),
+                    weights_only=True)  # a checkpoint someone sent cannot run code
     if cli.config.get("export"):
         out = Path(cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer))
         if method is not None and not (out / "kept.json").exists():  # which method made it, for `kept probe`

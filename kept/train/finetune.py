@@ -356,7 +356,7 @@ def finetune(args: argparse.Namespace) -> dict:
         dev = float(best.best_model_score)
     else:
         dev = trainer.validate(model, datamodule=data, verbose=False)[0]["val/acc"]
-    test = trainer.test(model, datamodule=data, ckpt_path=selected, verbose=False)[0]["test/acc"]
+    test = trainer.test(model, datamodule=data, ckpt_path=selected, verbose=False, weights_only=True)[0]["test/acc"]
     branch_tokens = [int(builder([ex for ex, _ in data.examples["dev"][i : i + 256]]).is_branch.sum())
                      for i in range(0, min(len(data.examples["dev"]), 1024), 256)]
     metrics = {"dev_accuracy": dev, "test_accuracy": test, "evaluated": str(best.best_model_path or "final model"),

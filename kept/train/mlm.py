@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
+from kept.files import normal_mode_tree
 from kept.train.base import PretrainModule
 
 
@@ -97,4 +98,5 @@ class MaskedLMModule(PretrainModule):
         out = Path(out)
         self.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        normal_mode_tree(out)  # safetensors writes its files 0600
         return out

@@ -337,10 +337,13 @@ def save_pretrained(model: ErnieTForPreTraining, out: str | Path) -> Path:
     """Write ``config.json`` (ErnieTConfig), ``model.safetensors`` and ``entity_vectors.npy`` (the frozen table) to ``out``."""
     from safetensors.torch import save_model
 
+    from kept.files import normal_mode
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.config.save(out / CONFIG_NAME)
     save_model(model, str(out / WEIGHTS_NAME))  # drops the tied duplicates, restored by tie_weights on load
+    normal_mode(out / WEIGHTS_NAME)  # safetensors writes its files 0600
     np.save(out / ENTITY_VECTORS_NAME, model.entity_vectors[1:].detach().cpu().float().numpy())
     return out
 

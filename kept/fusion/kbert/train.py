@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from kept.files import normal_mode_tree
 from kept.fusion.kbert.model import tree_forward
 from kept.masking.ernie import IGNORE_INDEX
 from kept.train.mlm import MaskedLMModule, masked_lm_loss
@@ -66,6 +67,7 @@ class KBertModule(MaskedLMModule):
         out = Path(out)
         self.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        normal_mode_tree(out)  # safetensors writes its files 0600
         info = {"method": "kbert", "max_entities": 2, "with_predicate": True, "branch_seed": 0, "language": "en",
                 "max_length": 128, "add_sep": True, "store": None, **self.kbert_options}
         (out / "kept.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")

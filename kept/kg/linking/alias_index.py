@@ -41,7 +41,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pickle
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ from kept.kg.linking.entity_bags import build_bags
 from kept.kg.linking.textnorm import EN_STOP_WORDS, ZH_STOP_WORDS, char_tables, codes_of, fold_case
 from kept.kg.store import KGStore
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: .npy only (key_chars, key_exact), no pickled automata
 SENTINEL = "\x01"
 _SEP = "\x00"  # joins keys for one vectorised marking pass; a non-word character
 
@@ -279,7 +278,19 @@ class AliasIndex:
         return automaton is not None and automaton.exists(mark(codes, word_boundaries(codes)))
 
     # ---- persistence -------------------------------------------------------------------------
+    # Plain .npy arrays only (read with allow_pickle=False): a cache from a shared store cannot run
+    # code. The automata are rebuilt from the keys on load (key_chars, key_exact), not unpickled.
     _ARRAYS = ("key_indptr", "key_length", "cand_entity", "cand_label", "bag_indptr", "bag_tokens")
+
+    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(key_chars uint32 [sum key_length]: the marked keys' code points in key id order,
+        key_exact bool [K]: the key lives in the case-sensitive automaton)."""
+        keys, exact = [""] * self.num_keys, np.zeros(self.num_keys, dtype=bool)
+        for which, automaton in self.automata.items():
+            if automaton is not None:
+                for key, key_id in automaton.items():
+                    keys[key_id], exact[key_id] = key, which == "exact"
+        return codes_of("".join(keys)).astype(np.uint32), exact
 
     def save(self, directory: str | Path, extra_meta: dict | None = None) -> Path:
         """Write the index into ``directory`` atomically (a temp dir renamed into place)."""
@@ -288,12 +299,10 @@ class AliasIndex:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            for name in self._ARRAYS:
-                np.save(tmp / f"{name}.npy", getattr(self, name))
-            for which, automaton in self.automata.items():
-                if automaton is not None:
-                    with open(tmp / f"automaton_{which}.pkl", "wb") as f:
-                        pickle.dump(automaton, f, protocol=pickle.HIGHEST_PROTOCOL)
+            key_chars, key_exact = self._keys()
+            for name, array in [*((n, getattr(self, n)) for n in self._ARRAYS),
+                                ("key_chars", key_chars), ("key_exact", key_exact)]:
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
             meta = {"format_version": INDEX_FORMAT_VERSION, "options": self.options.to_json(),
                     "keys": self.num_keys, "candidates": len(self.cand_entity), **(extra_meta or {})}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
@@ -309,19 +318,66 @@ class AliasIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, options: IndexOptions) -> AliasIndex:
-        """Read an index written by :meth:`save` (arrays memory-mapped)."""
+    def load(cls, directory: str | Path, options: IndexOptions, num_entities: int | None = None) -> AliasIndex:
+        """Read and validate an index written by :meth:`save` (arrays memory-mapped, no pickle).
+
+        num_entities: the store's entity count; candidate ids must lie below it.
+        :raises InvalidIndexCache: for anything that is not such an index (the caller rebuilds it).
+        """
         directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("format_version") != INDEX_FORMAT_VERSION:
-            raise ValueError(f"{directory}: index format {meta.get('format_version')}, expected "
-                             f"{INDEX_FORMAT_VERSION}")
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS}
-        automata: dict[str, ahocorasick.Automaton | None] = {}
-        for which in ("folded", "exact"):
-            path = directory / f"automaton_{which}.pkl"
-            automata[which] = None
-            if path.exists():
-                with open(path, "rb") as f:
-                    automata[which] = pickle.load(f)
+        try:
+            meta = json.loads((directory / "meta.json").read_bytes().decode("utf-8"))
+            arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                      for name in (*cls._ARRAYS, "key_chars", "key_exact")}
+        except (OSError, ValueError, EOFError) as exc:  # missing, truncated, garbage, pickled object arrays
+            raise InvalidIndexCache(f"{directory}: {exc}") from None
+        _check(directory, meta, options, arrays, num_entities)
+        key_chars, key_exact = arrays.pop("key_chars"), arrays.pop("key_exact")
+        text = _decode(np.asarray(key_chars))
+        ends = np.cumsum(arrays["key_length"], dtype=np.int64).tolist()
+        automata: dict[str, ahocorasick.Automaton | None] = {"folded": None, "exact": None}
+        for key_id, (start, end, cs) in enumerate(zip([0, *ends[:-1]], ends, key_exact.tolist())):
+            which = "exact" if cs else "folded"
+            if automata[which] is None:
+                automata[which] = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            automata[which].add_word(text[start:end], key_id)
+        for automaton in automata.values():
+            if automaton is not None:
+                automaton.make_automaton()
         return cls(options, automata, **arrays)
+
+
+class InvalidIndexCache(ValueError):
+    """A linker cache directory that is not a valid index of this format (rebuilt, never trusted)."""
+
+
+_DTYPES = {"key_indptr": np.int64, "key_length": np.int32, "cand_entity": np.int32, "cand_label": np.bool_,
+           "bag_indptr": np.int64, "bag_tokens": np.uint32, "key_chars": np.uint32, "key_exact": np.bool_}
+
+
+def _check(directory: Path, meta, options: IndexOptions, a: dict[str, np.ndarray], num_entities: int | None) -> None:
+    """Raise InvalidIndexCache unless the arrays form an index of ``options`` (shapes, dtypes, ranges)."""
+    def bad(problem: str) -> InvalidIndexCache:
+        return InvalidIndexCache(f"{directory}: {problem}")
+    if not isinstance(meta, dict) or meta.get("format_version") != INDEX_FORMAT_VERSION:
+        raise bad(f"not an index of format {INDEX_FORMAT_VERSION}")
+    if meta.get("options") != json.loads(json.dumps(options.to_json())):
+        raise bad("built with other options")
+    for name, dtype in _DTYPES.items():
+        if a[name].ndim != 1 or a[name].dtype != dtype:
+            raise bad(f"{name}.npy: expected a 1-D {np.dtype(dtype)} array, got {a[name].ndim}-D {a[name].dtype}")
+    k, c = len(a["key_length"]), len(a["cand_entity"])
+    if meta.get("keys") != k or meta.get("candidates") != c or len(a["key_indptr"]) != k + 1 \
+            or len(a["cand_label"]) != c or len(a["key_exact"]) != k:
+        raise bad("array lengths do not match each other or meta.json")
+    for ptr, total in (("key_indptr", c), ("bag_indptr", len(a["bag_tokens"]))):
+        p = a[ptr]
+        if len(p) == 0 or p[0] != 0 or p[-1] != total or (np.diff(p) < 0).any():
+            raise bad(f"{ptr}.npy: not offsets from 0 to {total}")
+    if (np.asarray(a["key_length"]) <= 0).any() or int(a["key_length"].sum(dtype=np.int64)) != len(a["key_chars"]):
+        raise bad("key_length.npy does not match key_chars.npy")
+    if (np.asarray(a["key_chars"]) > 0x10FFFF).any():
+        raise bad("key_chars.npy: not Unicode code points")
+    if c and (int(a["cand_entity"].min()) < 0 or int(a["cand_entity"].max()) >= len(a["bag_indptr"]) - 1
+              or (num_entities is not None and int(a["cand_entity"].max()) >= num_entities)):
+        raise bad("cand_entity.npy: entity ids out of range")

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from kept.kg.outputs import OutputError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``kept link`` to the top-level subcommands."""
@@ -104,9 +106,15 @@ def _link(args: argparse.Namespace) -> int:
         return 2
     if args.input is not None and not args.input.exists():
         raise FileNotFoundError(f"{args.input}: no such file")
-    store = open_store(args.store)
-    linker = EntityLinker.from_store(store, _config(args), cache=not args.no_cache, rebuild=args.rebuild_index,
-                                     progress=not args.no_progress)
+    tmp = _output_temp(Path(args.out), args.input) if args.input is not None else None
+    try:
+        store = open_store(args.store)
+        linker = EntityLinker.from_store(store, _config(args), cache=not args.no_cache, rebuild=args.rebuild_index,
+                                         progress=not args.no_progress)
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
     if args.text is not None:
         mentions = [m.to_dict() for m in linker.link(args.text)]
         print(json.dumps({"text": args.text, "mentions": mentions}, ensure_ascii=False, indent=2))
@@ -123,8 +131,6 @@ def _link(args: argparse.Namespace) -> int:
             bar.refresh()
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             batch: list[dict] = []
@@ -141,7 +147,10 @@ def _link(args: argparse.Namespace) -> int:
                         n_mentions += len(mentions)
                         n_chars += len(text)
                     batch = []
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise OutputError(out, f"cannot write the output: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -151,6 +160,26 @@ def _link(args: argparse.Namespace) -> int:
     print(f"linked {n_texts:,} texts ({n_chars:,} characters): {n_mentions:,} mentions in {seconds:.1f} s; "
           f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _output_temp(out: Path, source: Path) -> Path:
+    """The temp file beside ``out`` (created empty), after checking ``out`` can be written and is
+    neither a directory nor the input; :raises OutputError: naming the path otherwise."""
+    if out.is_dir():
+        raise OutputError(out, "is a directory; --out names the JSONL file to write")
+    if out.exists() and out.resolve() == source.resolve():
+        raise OutputError(out, "is the input; choose another output path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(exc.filename or out.parent,
+                          f"cannot create the output's folder: {exc.strerror or exc}") from None
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.touch()
+    except OSError as exc:
+        raise OutputError(out.parent, f"cannot write here: {exc.strerror or exc}") from None
+    return tmp
 
 
 def _with_end(items: Iterator[dict]) -> Iterator[dict | None]:

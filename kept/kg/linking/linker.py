@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kept.kg.linking.alias_index import INDEX_FORMAT_VERSION, AliasIndex, IndexOptions
+from kept.kg.linking.alias_index import INDEX_FORMAT_VERSION, AliasIndex, IndexOptions, InvalidIndexCache
 from kept.kg.linking.disambiguation import DisambiguationConfig, Disambiguator
 from kept.kg.linking.entity_bags import gather_ranges
 from kept.kg.store import KGStore, open_store
@@ -121,11 +121,17 @@ class EntityLinker:
         config = config or LinkerConfig()
         options = config.index_options()
         directory = index_cache_dir(store, options)
-        if cache and not rebuild and (directory / "meta.json").exists():
-            return cls(store, AliasIndex.load(directory, options), config)
+        if cache and not rebuild and directory.exists():
+            try:
+                return cls(store, AliasIndex.load(directory, options, store.num_entities), config)
+            except InvalidIndexCache as exc:  # never trusted: rebuilt in its place
+                print(f"kept: notice: rebuilding the linker cache ({exc})", file=sys.stderr)
+                rebuild = True
         index = AliasIndex.from_store(store, options, progress=progress)
         if cache:
-            if rebuild and directory.exists():
+            if rebuild and (directory.is_symlink() or directory.is_file()):
+                directory.unlink()  # a link is removed, never followed
+            elif rebuild and directory.is_dir():
                 shutil.rmtree(directory)
             try:
                 directory.parent.mkdir(exist_ok=True)

@@ -15,7 +15,10 @@ Format handling
     it comes from: :func:`_line_records` copies what it needs into records.
     A line simdjson refuses is handed to Python's ``json`` module, which names
     the problem or, for valid JSON beyond simdjson's limits (integers over 64
-    bits), decodes it for the same walk. ``[``, ``]`` and blank lines are
+    bits), decodes it for the same walk. Nesting deeper than :data:`MAX_DEPTH`
+    (simdjson's limit) is an error whatever ``sys.getrecursionlimit()`` is: simdjson's
+    depth error is the verdict, and the over-64-bit case counts the depth itself
+    before Python's json sees the line. ``[``, ``]`` and blank lines are
     skipped, and a missing closing ``]`` is accepted, so heads of dumps
     (``zcat dump.json.gz | head -n 1000``) read fine. A line that is not valid
     JSON (invalid UTF-8 included), or not an object with ``"id"`` and
@@ -64,6 +67,8 @@ Memory
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -78,6 +83,11 @@ __all__ = ["RANKS", "read_wikidata_json"]
 #: accepted values of ``ReaderOptions.ranks``
 RANKS = ("non-deprecated", "truthy", "all")
 
+#: the deepest nesting of arrays and objects a line may have (simdjson's default)
+MAX_DEPTH = 1024
+_NESTED = f"invalid JSON: nested too deeply (over {MAX_DEPTH} levels)"
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 _STRIP = b" \t\r\n,"
 _SKIP = frozenset({b"", b"[", b"]", b"\xef\xbb\xbf["})
 _NO_MAP: dict = {}  # an absent or empty (``[]``) per-language map
@@ -153,6 +163,10 @@ def _line_records(
     except ValueError as exc:  # not JSON (UnicodeDecodeError included)
         raise _BadLine(_not_json(line, exc)) from None
     except RuntimeError as exc:  # JSON beyond simdjson's limits: an integer over 64 bits, nesting over 1024 levels
+        if str(exc).startswith("DEPTH_ERROR"):
+            raise _BadLine(_NESTED) from None
+        if not str(exc).startswith("BIGINT_ERROR"):  # only that case goes to Python's json
+            raise _BadLine(f"invalid JSON: {exc}") from None
         doc = _loads(line, exc)
     key = doc.get("id") if isinstance(doc, _OBJECT) else None
     kind = doc.get("type", _MISSING) if type(key) is str else _MISSING
@@ -189,17 +203,41 @@ def _not_json(line: bytes | memoryview, exc: Exception) -> str:
     except ValueError as json_exc:
         return f"invalid JSON: {json_exc}"
     except RecursionError:
-        return "invalid JSON: nested too deeply"
+        return _NESTED
     return f"invalid JSON: {exc}"  # JSON to Python only: a number out of range, a lone surrogate escape
 
 
 def _loads(line: bytes | memoryview, exc: RuntimeError) -> object:
     """Python's json on a line simdjson could not hold (``exc``: an integer over 64 bits,
-    deep nesting); the walk that follows takes dicts and lists as it takes proxies."""
+    deep nesting); the walk that follows takes dicts and lists as it takes proxies.
+
+    The depth rule is :data:`MAX_DEPTH`, counted here, not Python's recursion limit:
+    the limit is raised for the call when it is lower than the line needs.
+    """
+    data = bytes(line)
+    if _depth(data) > MAX_DEPTH:
+        raise _BadLine(_NESTED)
+    limit = sys.getrecursionlimit()
     try:
-        return json.loads(bytes(line).decode("utf-8"), parse_constant=_reject_constant)
+        if limit < MAX_DEPTH + 200:
+            sys.setrecursionlimit(MAX_DEPTH + 200)
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise _BadLine(_not_json(line, exc)) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text ``data`` (strings skipped)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b'""', data)):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _map(doc, name: str):

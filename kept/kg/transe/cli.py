@@ -88,8 +88,6 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import torch
-
     from kept.kg.store import open_store
     from kept.kg.transe.io import export_openke, read_json, write_embeddings
     from kept.kg.transe.train import device_for, evaluate_embeddings, train_transe
@@ -110,7 +108,7 @@ def _embed(args: argparse.Namespace) -> int:
         resume = work / "checkpoints" / "last.ckpt" if args.resume == "last" else Path(args.resume)
         if not resume.exists():
             raise FileNotFoundError(f"no checkpoint to resume from at {resume}")
-        saved = torch.load(resume, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
+        saved = _saved_config(resume)
         given = {**saved, **given}  # the interrupted run's settings, unless overridden here
     config = TransEConfig.from_dict(given)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
@@ -125,3 +123,24 @@ def _embed(args: argparse.Namespace) -> int:
     if args.export_openke:
         print(f"wrote OpenKE files to {export_openke(store, args.export_openke, args.name)}", file=sys.stderr)
     return 0
+
+
+def _saved_config(checkpoint: Path) -> dict:
+    """The TransE settings saved in ``checkpoint``, read with ``weights_only=True``: tensors and
+    plain data only, so a checkpoint someone sent cannot run code."""
+    import pickle
+
+    import torch
+
+    from kept.kg.sources.errors import SourceError
+
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        config = saved["hyper_parameters"]["config"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError) as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(checkpoint, None, f"not a kept TransE checkpoint ({problem})") from None
+    if not isinstance(config, dict):
+        raise SourceError(checkpoint, None, "not a kept TransE checkpoint (no saved config)")
+    return config
+

@@ -76,6 +76,13 @@ class StreamingCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
 
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain data only (``weights_only=True``, whatever the caller asks): a
+        checkpoint someone sent cannot run code."""
+        if map_location is None:
+            return super().load_checkpoint(path, weights_only=True)
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
 
 def device_for(accelerator: str) -> torch.device:
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
@@ -124,7 +131,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
         max_time={"minutes": max_minutes} if max_minutes else None, log_every_n_steps=10,
         plugins=[StreamingCheckpointIO()])
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     train_seconds = time.perf_counter() - start
 
     final = {k: v.detach().cpu().numpy() for k, v in  # views of the CPU weights: no copy
@@ -141,7 +148,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
     epochs_run = trainer.current_epoch
     candidates, best_epoch = [("final", final)], epochs_run
     if best.best_model_path and Path(best.best_model_path).exists():
-        checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=True, mmap=True)
         best_epoch = int(checkpoint["epoch"]) + 1
         if best_epoch != epochs_run:  # else the best validated weights are the final ones
             table = checkpoint["state_dict"]["model.table.weight"].numpy()  # [N + R, d]: entity rows, then relations
