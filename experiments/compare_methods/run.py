@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from kept.methods import METHODS, get_method
+from kept.probe.splits import clean_split
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -59,7 +60,9 @@ def make_data(args: argparse.Namespace) -> dict:
         sentences = [json.loads(line) for line in f]
     facts = sorted({s["fact"] for s in sentences})
     rng = np.random.default_rng(args.split_seed)
-    seen = {facts[i] for i in np.flatnonzero(rng.random(len(facts)) < args.seen_fraction)}
+    drawn = {facts[i] for i in np.flatnonzero(rng.random(len(facts)) < args.seen_fraction)}
+    # unseen = no training sentence names its subject and its object (kept.probe.splits)
+    seen, moved = clean_split(sentences_by_fact(sentences), fact_names(data / "probe", sentences), drawn)
     train = [s for s in sentences if s["fact"] in seen]
     with gzip.open(data / "train_sentences.jsonl.gz", "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in train)
@@ -75,8 +78,34 @@ def make_data(args: argparse.Namespace) -> dict:
                 if key not in seen_triples:
                     continue
             dst.write(line)
-    return {"facts_with_sentences": len(facts), "seen_facts": len(seen), "sentences": len(sentences),
-            "training_sentences": len(train)}
+    (data / "moved_to_seen.txt").write_text("".join(f"{uuid}\n" for uuid in moved))
+    log(f"split: {len(drawn)} facts drawn seen, {len(moved)} more moved to seen (a training sentence names "
+        f"their subject and object), {len(facts) - len(seen)} unseen")
+    return {"facts_with_sentences": len(facts), "seen_facts": len(seen), "drawn_seen": len(drawn),
+            "moved_to_seen": len(moved), "sentences": len(sentences), "training_sentences": len(train)}
+
+
+def sentences_by_fact(sentences: list[dict]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in sentences:
+        out.setdefault(s["fact"], []).append(s["text"])
+    return out
+
+
+def fact_names(probe: Path, sentences: list[dict]) -> dict[str, tuple[set[str], set[str]]]:
+    """fact uuid -> (subject names, object names): the probe set's labels and the evidence surface forms."""
+    names: dict[str, tuple[set[str], set[str]]] = {}
+    for path in sorted(probe.glob("P*.jsonl*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                fact = json.loads(line)
+                names[fact["uuid"]] = ({fact["sub_label"]}, {fact["obj_label"]})
+    for s in sentences:
+        subjects, objects = names.setdefault(s["fact"], (set(), set()))
+        subjects.add(s["sub_surface"])
+        objects.add(s["obj_surface"])
+    return names
 
 
 def make_kg(args: argparse.Namespace) -> dict:
