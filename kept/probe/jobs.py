@@ -20,9 +20,9 @@ import torch
 
 from kept.data.examples import LinkedExample
 from kept.kg.store import KGStore
-from kept.probe import lama_protocol
 from kept.probe.candidates import common_vocab_ids, excluded_matrix, masked_scores, pll_candidate_scores
 from kept.probe.lama import Fact, ProbeDataError, Relation
+from kept.probe.lama_protocol import default_common_vocab, distinct_facts, index_list, reconstructs
 from kept.probe.metrics import LAMA_TOPK, gold_ranks, lama_ranks, summarize
 from kept.probe.queries import QueryBuilder, fill_sentence, fill_template
 from kept.probe.scorers import Scorer
@@ -194,7 +194,7 @@ class _Job:
                  store: KGStore | None):
         self.builder, self.tokenizer, self.relation, self.options = builder, builder.tokenizer, relation, options
         if options.protocol == "lama":  # one query per distinct (subject, object), as LAMA's template mode
-            all_facts = lama_protocol.distinct_facts(all_facts)
+            all_facts = distinct_facts(all_facts)
         self.all_facts, self.facts, self.store = all_facts, list(all_facts[: options.max_facts]), store
         self.units = query_units(relation, self.facts, options)
         self.examples: list[LinkedExample] = []
@@ -234,9 +234,9 @@ class SingleJob(_Job):
         single = np.asarray([p[0] if len(p) == 1 and p[0] != tok.unk_token_id else -1 for p in pieces], np.int64)
         lama = options.protocol == "lama"
         if lama:  # LAMA: the wordpiece must spell the label back
-            single = np.asarray([s if s >= 0 and lama_protocol.reconstructs(tok, f.obj_label, s) else -1
+            single = np.asarray([s if s >= 0 and reconstructs(tok, f.obj_label, s) else -1
                                  for s, f in zip(single.tolist(), all_facts)], np.int64)
-            self.common = lama_protocol.index_list(tok, options.common_vocab or lama_protocol.default_common_vocab(tok))
+            self.common = index_list(tok, options.common_vocab or default_common_vocab(tok))
         else:
             self.common = common_vocab_ids(tok, options.common_vocab) if options.common_vocab is not None else None
         gold = single[: len(self.facts)][self.units.fact]                                  # [U] vocabulary ids
