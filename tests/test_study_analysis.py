@@ -27,7 +27,7 @@ def write_probe(folder: Path, ranks_by_model: dict[str, list[int]]) -> Path:
                 f.write(json.dumps({"model": model, "relation": rel, "mode": "multi", "sub_label": sub, "obj_label": obj,
                                     "sentence": -1, "rank": rank, "prediction": "?", "seen": seen}) + "\n")
 
-            def macro(split):
+            def macro(split, ranks=ranks):
                 per_rel = []
                 for rel in ("P1", "P2"):
                     rs = [r for (fr, _, _, s), r in zip(FACTS, ranks) if fr == rel and (split == "all" or s == (split == "seen"))]
