@@ -97,3 +97,24 @@ def test_exported_weights_match_the_module(tmp_path):
     a = dict(module.model.named_parameters())
     for name, p in loaded.named_parameters():
         assert np.allclose(a[name].detach().numpy(), p.detach().numpy()), name
+
+
+@pytest.mark.parametrize("name", ["mlm", "ernie-baidu", "kbert", "uktp"])
+def test_every_stock_bert_method_starts_from_a_pretrained_checkpoint(name, tmp_path):
+    """--model.pretrained DIR: the shared base model of the knowledge study (ERNIE-T: tests/test_ernie_t.py)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from kept.methods import get_method, resolve
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    base = BertForMaskedLM(config)
+    base.save_pretrained(tmp_path / "base")
+    module = resolve(get_method(name).module)(vocab_size=40, pretrained=str(tmp_path / "base"))
+    for (key, a), b in zip(base.state_dict().items(), module.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    scratch = resolve(get_method(name).module)(vocab_size=40, hidden_size=16, num_layers=2, num_heads=2,
+                                               intermediate_size=32)
+    assert not torch.equal(scratch.model.bert.embeddings.word_embeddings.weight,
+                           base.bert.embeddings.word_embeddings.weight)
