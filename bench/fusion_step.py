@@ -37,7 +37,8 @@ from kept.methods import BASELINE, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-         "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)}
+         "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+         "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)}  # smoke runs
 #: dense bf16 peak (TFLOP/s) by device-name substring; H100/H200 SXM: 989.4 without sparsity
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
 
