@@ -87,6 +87,9 @@ def main() -> None:
     p.add_argument("--vocab", type=Path, default=ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    for path, flag in ((args.corpus, "--corpus"), (args.store, "--store")):
+        if not (path / "meta.json").exists():
+            p.error(f"{path} not found: run `make demo` first (it makes runs/demo), or pass {flag}")
     if BASELINE not in args.methods:
         args.methods.insert(0, BASELINE)
     torch.set_num_threads(args.threads)

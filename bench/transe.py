@@ -52,7 +52,8 @@ from kept.kg.transe.train import train_transe
 from kept.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
-PYKEEN_PYTHON = ROOT / "bench" / ".venv-pykeen" / "bin" / "python"
+#: the interpreter of bench/.venv-pykeen (``make bench-env``); KEPT_PYKEEN_PYTHON overrides it (tests)
+PYKEEN_PYTHON = Path(os.environ.get("KEPT_PYKEEN_PYTHON") or ROOT / "bench" / ".venv-pykeen" / "bin" / "python")
 FB15K237 = ROOT.parent / "shared" / "data" / "kge" / "FB15k-237"
 #: kept's training sets these glibc malloc thresholds for itself (kept.runtime.reuse_freed_memory);
 #: PyKEEN gets the same through the environment, so both sides run with the same allocator settings

@@ -195,3 +195,37 @@ def test_ntriples_data_help_writes_no_file(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "ntriples_data.py"), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Usage" in proc.stdout and not list(tmp_path.iterdir())
+
+
+def test_transe_bench_keeps_what_it_measured_when_a_late_side_fails(tmp_path):
+    """A PyKEEN side that fails (here: an interpreter that exits 1) ends the run, but kept's
+    timings, measured before it, are in the report already."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'simulated PyKEEN failure' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = tmp_path / "transe.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KEPT_COMPILE": "0", "KEPT_PYKEEN_PYTHON": str(fake)}
+    proc = subprocess.run([sys.executable, str(BENCH / "transe.py"), "--data", str(tiny_openke(tmp_path / "kg")),
+                           "--epochs", "1", "--repeats", "1", "--seeds", "1", "--threads", "1", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode != 0 and "simulated PyKEEN failure" in proc.stderr
+    report = read_json(out)
+    assert report["complete"] is False and report["test_triples"] > 0
+    measured = report["epoch_seconds_so_far"]
+    assert len(measured["kept (sparse_adam)"]) == 1 and len(measured["kept (adam)"]) == 1
+    assert measured["pykeen"] == []
+
+
+@pytest.mark.slow
+def test_transe_bench_with_pykeen(tmp_path):
+    """The PyKEEN side too, where bench/.venv-pykeen exists (``make bench-env``); the smoke
+    test above covers the rest without it."""
+    if not (BENCH / ".venv-pykeen" / "bin" / "python").exists():
+        pytest.skip("bench/.venv-pykeen not made (make bench-env)")
+    out = tmp_path / "transe.json"
+    run_bench("transe.py", "--data", tiny_openke(tmp_path / "kg"), "--epochs", 1, "--repeats", 0, "--seeds", 1,
+              "--threads", 1, "--out", out, timeout=300)
+    report = read_json(out)
+    assert report["complete"] and "pykeen" in report["results"]
+    check = report["results"]["pykeen"]["cross_check"]
+    assert abs(check["pykeen_evaluator_mrr"] - check["kept_evaluator_mrr"]) < 1e-3
