@@ -43,7 +43,6 @@ from kept.probe.probe import ProbeOptions, build_queries, probe_relations, query
 from kept.probe.queries import QueryBuilder  # noqa: E402
 from kept.probe.scorers import MaskedLMScorer, quantize_linear_int8  # noqa: E402
 
-
 MODEL_SIZES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
                "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)}
 

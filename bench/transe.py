@@ -19,7 +19,7 @@ Then every side trains with ``--seeds`` seeds and all the vectors are evaluated 
 evaluation (PyKEEN's seed-0 vectors by both evaluations, which must agree), so that the
 MRR comparison is not one seed's luck.
 
-PyKEEN lives only in ``bench/.venv-pykeen`` (create it as in docs/benchmarks.md); it
+PyKEEN lives only in ``bench/.venv-pykeen`` (create it with ``make bench-env``); it
 runs ``bench/pykeen_transe.py`` as a subprocess on the same triples (exported from the
 store to an .npz). Without ``--store`` the FB15k-237 store is built from
 ``../shared/data/kge/FB15k-237`` (or the OpenKE dataset ``--data``) into a temporary

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, need_data
 
 BENCH = ROOT / "bench"
