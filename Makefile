@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-env clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,18 @@ test: install
 
 bench: install
 	$(PY) bench/kg_build.py
+
+## The extra environment of bench/transe.py: PyKEEN 1.11.1 in bench/.venv-pykeen (never in .venv).
+PYKEEN_VENV := bench/.venv-pykeen
+bench-env: $(PYKEEN_VENV)/.installed
+
+$(PYKEEN_VENV)/.installed:
+	$(SYSTEM_PYTHON) -m venv $(PYKEEN_VENV)
+	$(PYKEEN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PYKEEN_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(PYKEEN_VENV)/bin/python -m pip install -q pykeen==1.11.1
+	$(PYKEEN_VENV)/bin/python -c "import pykeen, torch; print('pykeen', pykeen.get_version(), 'torch', torch.__version__)"
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -37,7 +37,8 @@ from kept.methods import BASELINE, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-         "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)}
+         "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+         "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)}  # smoke runs
 #: dense bf16 peak (TFLOP/s) by device-name substring; H100/H200 SXM: 989.4 without sparsity
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
 
@@ -86,6 +87,9 @@ def main() -> None:
     p.add_argument("--vocab", type=Path, default=ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    for path, flag in ((args.corpus, "--corpus"), (args.store, "--store")):
+        if not (path / "meta.json").exists():
+            p.error(f"{path} not found: run `make demo` first (it makes runs/demo), or pass {flag}")
     if BASELINE not in args.methods:
         args.methods.insert(0, BASELINE)
     torch.set_num_threads(args.threads)

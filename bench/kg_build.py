@@ -342,14 +342,14 @@ def _without_bnodes(records) -> set:
     return {r for r in records if not any(isinstance(x, str) and x.startswith("_:") for x in r)}
 
 
-def part_b(sample: list[dict], work: Path, copies: int, repeat: int) -> dict:
+def part_b(sample: list[dict], work: Path, copies: int, repeat: int, items: int = 0) -> dict:
     from ntriples_data import wikidata_json_to_ntriples
 
     from kept.kg.sources.ntriples import ntriples_lines, parse_ntriples_line
     from kept.kg.sources.rdf import iter_fast_ntriples, iter_rdflib_ntriples, read_ntriples
 
     json_path = work / "wikidata-b.json.gz"
-    n_items = copies * len(sample)
+    n_items = items or copies * len(sample)
     write_rekeyed_dump([ItemTemplate(it) for it in sample], n_items, json_path, level=6)
     path = work / "wikidata-b.nt"
     lines = wikidata_json_to_ntriples(json_path, path)
@@ -702,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items-a", type=int, default=3000, help="part a: re-keyed full items (default: 3000)")
     ap.add_argument("--copies-b", type=int, default=3,
                     help="part b: copies of the 49-item sample converted to N-Triples (default: 3, ~290k lines)")
+    ap.add_argument("--items-b", type=int, default=0,
+                    help="part b: re-keyed items (overrides --copies-b; default: 0, copies x the sample)")
     ap.add_argument("--repeat", type=int, default=3, help="timings per case in parts a and b; best counts")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"shared data root (default: {DEFAULT_DATA})")
     ap.add_argument("--workdir", type=Path, default=None, help="work directory (default: a temporary one)")
@@ -733,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             if part == "a":
                 res = part_a(sample, work, args.items_a, args.repeat)
             elif part == "b":
-                res = part_b(sample, work, args.copies_b, args.repeat)
+                res = part_b(sample, work, args.copies_b, args.repeat, args.items_b)
             else:
                 res = part_c(sample, work, sizes, args.claims_factor)
             res["run"] = {"command": " ".join(["python bench/kg_build.py", *(sys.argv[1:] if argv is None else argv)]),

@@ -86,11 +86,14 @@ def _recipe():
 # --------------------------------------------------------------------------------------------
 # quality
 # --------------------------------------------------------------------------------------------
-def trex_store(lama: Path, work: Path, max_aliases: int) -> tuple[Path, Path]:
-    """(store dir, sentences.jsonl.gz) for all T-REx facts, built once per work dir."""
-    data, store = work / f"trex_all_a{max_aliases}", work / f"trex_all_a{max_aliases}_store"
+def trex_store(lama: Path, work: Path, max_aliases: int, per_relation: int = 0) -> tuple[Path, Path]:
+    """(store dir, sentences.jsonl.gz) for all T-REx facts (or the first ``per_relation`` of each
+    relation), built once per work dir."""
+    name = f"trex_all_a{max_aliases}" if per_relation <= 0 else f"trex_{per_relation}_a{max_aliases}"
+    data, store = work / name, work / f"{name}_store"
     if not (data / "sentences.jsonl.gz").exists():
-        counts = _recipe().make_sample(lama, data, per_relation=10**9, max_evidences=10**9, max_aliases=max_aliases)
+        counts = _recipe().make_sample(lama, data, per_relation=per_relation if per_relation > 0 else 10**9,
+                                       max_evidences=10**9, max_aliases=max_aliases)
         (data / "counts.json").write_text(json.dumps(counts, indent=2))
     if not (store / "meta.json").exists():
         build_store([(data / "trex_facts.nt.gz", None)], store, BuildOptions(progress=False, overwrite=True))
@@ -154,7 +157,9 @@ def score_links(linker: EntityLinker, gold: dict, predicted: list, threshold: fl
 
 def run_quality(args: argparse.Namespace, work: Path) -> dict:
     lama = args.data / "lama"
-    result: dict = {"data": "all LAMA T-REx facts and evidences", "stores": {}, "runs": {}}
+    result: dict = {"data": "all LAMA T-REx facts and evidences" if args.facts_per_relation <= 0 else
+                    f"the first {args.facts_per_relation} LAMA T-REx facts of each relation, all evidences",
+                    "stores": {}, "runs": {}}
     default = LinkerConfig()
     nothing = DisambiguationConfig(prior_weight=0, label_bonus=0, context_weight=0, coherence_weight=0)
     variants = {
@@ -164,7 +169,7 @@ def run_quality(args: argparse.Namespace, work: Path) -> dict:
         "prior only": replace(default, disambiguation=replace(nothing, prior_weight=1.0)),
     }
     for store_name, max_aliases in (("aliases", args.max_aliases), ("labels", 0)):
-        store_dir, sentences = trex_store(lama, work, max_aliases)
+        store_dir, sentences = trex_store(lama, work, max_aliases, args.facts_per_relation)
         store = open_store(store_dir)
         if store_name == "aliases" and args.transe_minutes > 0 and not (store_dir / "embeddings" / "transe").exists():
             from kept.cli import main as kept_main
@@ -371,8 +376,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="generated entities of the speed store (default: 1000000)")
     ap.add_argument("--baseline-chars", type=int, default=200_000,
                     help="characters of text the dictionary-scan baseline runs on (default: 200000)")
+    ap.add_argument("--facts-per-relation", type=int, default=0,
+                    help="quality part: only the first N facts of each T-REx relation (default: 0, all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke size (seconds): --facts-per-relation 30 --transe-minutes 0 "
+                         "--synthetic-entities 5000 --baseline-chars 20000")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results JSON (default: {DEFAULT_OUT})")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.facts_per_relation, args.transe_minutes = args.facts_per_relation or 30, 0.0
+        args.synthetic_entities, args.baseline_chars = min(args.synthetic_entities, 5000), min(args.baseline_chars, 20000)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kept-linking-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -282,6 +282,9 @@ def time_engines(path: str | Path, repeats: int = 3) -> dict[str, float]:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help") or (args[0].startswith("-") and args[0] != "--time"):
+        print(__doc__)
+        sys.exit(0 if args[:1] in (["-h"], ["--help"]) else 2)
     if args[:1] == ["--time"] and len(args) == 2:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         t = time_engines(args[1])

@@ -1,7 +1,7 @@
 """Cloze-probe throughput: the batched scorer vs a naive reference, with a BERT-base-size model on CPU.
 
     python bench/probe.py [--facts-per-relation 20] [--naive-queries 64] [--repeats 2]
-                          [--real-model runs/demo/models/mlm]
+                          [--real-model runs/demo/models/mlm] [--quick] [--out JSON]
 
 Queries: LAMA T-REx template queries of the shipped sample (``kg_data/trex/probe``, 20
 relations), the first N facts of each relation, single-wordpiece objects (LAMA mode),
@@ -42,6 +42,9 @@ from kept.probe.lama import load_probe_set  # noqa: E402
 from kept.probe.probe import ProbeOptions, build_queries, probe_relations, query_units  # noqa: E402
 from kept.probe.queries import QueryBuilder  # noqa: E402
 from kept.probe.scorers import MaskedLMScorer, quantize_linear_int8  # noqa: E402
+
+MODEL_SIZES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+               "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)}
 
 
 def cpu_name() -> str:
@@ -98,8 +101,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--real-model", type=Path, default=ROOT / "runs" / "demo" / "models" / "mlm",
                     help="trained model for the precision check (skipped when absent)")
+    ap.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="base",
+                    help="BERT size of the timed model (default: base; tiny: hidden 64, 2 layers, for smoke runs)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke size (seconds): --model-size tiny, 2 facts per relation, 4 naive queries, 1 repeat")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "probe.json")
     args = ap.parse_args()
+    if args.quick:
+        args.model_size, args.facts_per_relation, args.naive_queries, args.repeats = "tiny", 2, 4, 1
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     load_before = os.getloadavg()
@@ -114,8 +123,7 @@ def main() -> None:
                     if q is not None]
     lengths = np.asarray([len(q) + 2 for q in queries])
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
-                                       num_attention_heads=12, intermediate_size=3072)).eval()
+    model = BertForMaskedLM(BertConfig(vocab_size=30522, **MODEL_SIZES[args.model_size])).eval()
     variants = {"batched_float32": MaskedLMScorer(model, tokenizer, batch_size=args.batch_size),
                 "batched_bfloat16": MaskedLMScorer(BertForMaskedLM(model.config).eval().to(torch.bfloat16),
                                                    tokenizer, batch_size=args.batch_size),
@@ -146,7 +154,8 @@ def main() -> None:
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__},
-        "model": "BertForMaskedLM hidden 768, 12 layers, 12 heads, vocab 30522 (random init)",
+        "model": "BertForMaskedLM hidden {hidden_size}, {num_hidden_layers} layers, {num_attention_heads} heads, "
+                 "vocab 30522 (random init)".format(**MODEL_SIZES[args.model_size]),
         "queries": len(queries), "query_length_with_cls_sep": {"mean": float(lengths.mean()), "max": int(lengths.max())},
         "naive_queries": len(naive_set), "batch_size": args.batch_size, "repeats": args.repeats,
         "queries_per_second": {k: round(v, 2) for k, v in best.items()},

@@ -1,6 +1,6 @@
 """Opening a KG store of 1M entities: memory-mapped open vs reading everything eagerly.
 
-    python bench/store_open.py [--entities 1000000] [--triples 5000000]
+    python bench/store_open.py [--entities 1000000] [--triples 5000000] [--quick] [--out JSON]
 
 Builds a synthetic store (a K-BERT .spo file of random triples over N entity
 names), then times, in the same run:
@@ -52,8 +52,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entities", type=int, default=1_000_000)
     ap.add_argument("--triples", type=int, default=5_000_000)
+    ap.add_argument("--quick", action="store_true", help="smoke size: 2,000 entities, 10,000 triples")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "store_open.json")
     args = ap.parse_args()
+    if args.quick:
+        args.entities, args.triples = 2_000, 10_000
+    probe_key = f"entity{min(123456, args.entities - 1)}"  # appears: every entity heads a triple
 
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "synthetic.spo"
@@ -65,7 +69,7 @@ def main() -> None:
 
         def lazy_open():
             s = open_store(path)
-            e = s.entity_id("entity123456")
+            e = s.entity_id(probe_key)
             s.neighbours(e)
             s.label(e)
 

@@ -1,6 +1,6 @@
 """kept TransE vs PyKEEN 1.11 TransE at identical settings, in the same run.
 
-    python bench/transe.py [--store STORE] [--epochs 5] [--threads 2] [--skip-pykeen]
+    python bench/transe.py [--store STORE | --data OPENKE_DIR] [--epochs 5] [--threads 2] [--skip-pykeen]
 
 Settings (both sides): dim 100, batch 1024, one negative per positive (head or tail
 replaced 50/50, no sharing), L1 distance, margin ranking loss with margin 1, entities
@@ -19,11 +19,15 @@ Then every side trains with ``--seeds`` seeds and all the vectors are evaluated 
 evaluation (PyKEEN's seed-0 vectors by both evaluations, which must agree), so that the
 MRR comparison is not one seed's luck.
 
-PyKEEN lives only in ``bench/.venv-pykeen`` (create it as in docs/benchmarks.md); it
+PyKEEN lives only in ``bench/.venv-pykeen`` (create it with ``make bench-env``); it
 runs ``bench/pykeen_transe.py`` as a subprocess on the same triples (exported from the
 store to an .npz). Without ``--store`` the FB15k-237 store is built from
-``../shared/data/kge/FB15k-237`` into a temporary directory. Writes
-``bench/results/transe.json`` and prints a Markdown table.
+``../shared/data/kge/FB15k-237`` (or the OpenKE dataset ``--data``) into a temporary
+directory. Writes ``bench/results/transe.json`` (``--out``) as it goes: after every timed
+run, evaluation and seed, with ``"complete": false`` until the end, so that a failure late in
+the run keeps what was measured. Prints a Markdown table at the end.
+
+Smoke size (seconds, no PyKEEN): ``--data TINY_OPENKE --epochs 1 --repeats 0 --seeds 1 --skip-pykeen``.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ from kept.kg.transe.train import train_transe
 from kept.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
-PYKEEN_PYTHON = ROOT / "bench" / ".venv-pykeen" / "bin" / "python"
+#: the interpreter of bench/.venv-pykeen (``make bench-env``); KEPT_PYKEEN_PYTHON overrides it (tests)
+PYKEEN_PYTHON = Path(os.environ.get("KEPT_PYKEEN_PYTHON") or ROOT / "bench" / ".venv-pykeen" / "bin" / "python")
 FB15K237 = ROOT.parent / "shared" / "data" / "kge" / "FB15k-237"
 #: kept's training sets these glibc malloc thresholds for itself (kept.runtime.reuse_freed_memory);
 #: PyKEEN gets the same through the environment, so both sides run with the same allocator settings
 PYKEEN_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+
+
+PYKEEN_MISSING = (f"{PYKEEN_PYTHON} missing: create it with `make bench-env` (see bench/README.md) "
+                  "or pass --skip-pykeen")
 
 
 def run_kept(store, settings: dict, optimizer: str, work: Path, evaluate: bool = True) -> dict:
@@ -79,8 +88,7 @@ def run_kept(store, settings: dict, optimizer: str, work: Path, evaluate: bool =
 
 def run_pykeen(store, settings: dict, work: Path, evaluate: bool = True) -> dict:
     if not PYKEEN_PYTHON.exists():
-        raise SystemExit(f"{PYKEEN_PYTHON} missing: create bench/.venv-pykeen as in docs/benchmarks.md "
-                         "or pass --skip-pykeen")
+        raise SystemExit(PYKEEN_MISSING)
     npz = work / "triples.npz"
     np.savez(npz, **{k: np.asarray(store.split(k), dtype=np.int64) for k in ("train", "valid", "test")},
              num_entities=store.num_entities, num_relations=store.num_relations)
@@ -94,7 +102,7 @@ def run_pykeen(store, settings: dict, work: Path, evaluate: bool = True) -> dict
     return {**result, "vectors": (vectors["entity"], vectors["relation"])}
 
 
-def mrr_over_seeds(store, settings: dict, runs: dict, seeds: int) -> dict:
+def mrr_over_seeds(store, settings: dict, runs: dict, seeds: int, on_seed=None) -> dict:
     """Test MRR of every side for seeds 0..seeds-1, all evaluated by kept's evaluation.
 
     Seed 0 is the main run (whose PyKEEN vectors PyKEEN itself also evaluated: the two
@@ -108,6 +116,8 @@ def mrr_over_seeds(store, settings: dict, runs: dict, seeds: int) -> dict:
             print(f"{name}: seed {seed}", file=sys.stderr, flush=True)
             entity, relation = run(False, seed)["vectors"]
             out[name].append(evaluate_link_prediction(entity, relation, test, known, settings["norm"])["overall"])
+            if on_seed is not None:
+                on_seed(out)
     return out
 
 
@@ -129,7 +139,9 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, help="a store with train/valid/test (default: build FB15k-237)")
+    parser.add_argument("--store", type=Path, help="a store with train/valid/test (default: build --data)")
+    parser.add_argument("--data", type=Path, default=FB15K237,
+                        help=f"OpenKE dataset built when --store is not given (default: {FB15K237})")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides (default: 2)")
     parser.add_argument("--skip-pykeen", action="store_true")
@@ -139,16 +151,34 @@ def main() -> None:
                         help="seeds whose test MRR is compared, all through kept's evaluation (default: 4)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "transe.json")
     args = parser.parse_args()
+    if not args.skip_pykeen and not PYKEEN_PYTHON.exists():
+        parser.exit(2, PYKEEN_MISSING + "\n")  # before minutes of kept runs, not after
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     settings = {"dim": 100, "batch_size": 1024, "negatives": 1, "norm": 1, "margin": 1.0, "lr": 1e-3,
                 "epochs": args.epochs, "seed": 0, "threads": args.threads}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.store is None:
+        built = args.store is None
+        if built:
             args.store = work / "fb15k237"
-            build_store([(FB15K237, "openke")], args.store, BuildOptions(progress=False))
+            build_store([(args.data, "openke")], args.store, BuildOptions(progress=False))
         store = open_store(args.store)
+        # everything the report needs from the store is read now: a built store lives in `work`,
+        # which is gone once the `with` block ends
+        report = {"settings": settings, "store": None if built else str(args.store),
+                  "data": str(args.data) if built else None, "entities": store.num_entities,
+                  "test_triples": len(store.split("test")), "load_average_at_start": load_start,
+                  "complete": False, "epoch_seconds_so_far": {}, "results": {}}
+
+        def save() -> None:
+            """Write the report as it stands (atomically), so that a late failure keeps what was measured."""
+            report["load_average_at_end"] = os.getloadavg()
+            partial = args.out.with_name(args.out.name + ".tmp")
+            partial.write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+            partial.replace(args.out)
+
         def settings_for(seed: int) -> dict:
             return {**settings, "seed": seed, "save_vectors": str(work / "pykeen_vectors.npz")}
 
@@ -158,33 +188,47 @@ def main() -> None:
             runs["pykeen"] = lambda ev, seed=0: run_pykeen(store, settings_for(seed), work, ev)
         # training: the sides interleaved, --repeats times, the fastest run of each kept;
         # then one more run of each with the test evaluation
-        epoch_seconds = {name: [] for name in runs}
+        epoch_seconds = report["epoch_seconds_so_far"]
+        for name in runs:
+            epoch_seconds[name] = []
         for repeat in range(args.repeats):
             for name, run in runs.items():
                 print(f"{name}: training, repeat {repeat + 1}", file=sys.stderr, flush=True)
                 epoch_seconds[name].append(run(False)["seconds_per_epoch"])
-        results = {}
+                save()
+        results = report["results"]
         for name, run in runs.items():
             print(f"{name}: training + evaluation", file=sys.stderr, flush=True)
-            results[name] = run(True)
-            epoch_seconds[name].append(results[name]["seconds_per_epoch"])
-            results[name]["seconds_per_epoch_all"] = epoch_seconds[name]
-            results[name]["seconds_per_epoch"] = min(epoch_seconds[name])
-        seeds = mrr_over_seeds(store, settings, runs, args.seeds)
-        for name, result in results.items():
+            result = run(True)
             result.pop("vectors")
+            epoch_seconds[name].append(result["seconds_per_epoch"])
+            result["seconds_per_epoch_all"] = list(epoch_seconds[name])
+            result["seconds_per_epoch"] = min(epoch_seconds[name])
+            results[name] = result
+            save()
+        seeds = mrr_over_seeds(store, settings, runs, args.seeds, on_seed=lambda so_far: (
+            report.update(test_mrr_by_seed_so_far={k: [m["mrr"] for m in v] for k, v in so_far.items()}), save()))
+        for name, result in results.items():
             result["test_mrr_by_seed"] = [m["mrr"] for m in seeds[name]]
             result["test_hits10_by_seed"] = [m["hits@10"] for m in seeds[name]]
         if "pykeen" in results:  # the same seed-0 PyKEEN vectors, evaluated by PyKEEN and by kept
             results["pykeen"]["cross_check"] = {"pykeen_evaluator_mrr": results["pykeen"]["test"]["overall"]["mrr"],
                                                 "kept_evaluator_mrr": seeds["pykeen"][0]["mrr"]}
-    report = {"settings": settings, "store": str(args.store), "entities": store.num_entities,
-              "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
-              "test_triples": len(store.split("test")), "results": results, "table": table(results)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        report.pop("epoch_seconds_so_far")
+        report.pop("test_mrr_by_seed_so_far", None)
+        report["table"] = table(results)
+        report["complete"] = True
+        save()
     print(report["table"])
 
+
+def _plain(value):
+    """JSON for NumPy scalars and arrays in the results."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 if __name__ == "__main__":
     main()
