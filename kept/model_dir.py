@@ -49,8 +49,12 @@ def check_safetensors(path: Path) -> None:
         raise InputError(f"{path}: truncated safetensors file ({size:,} bytes, its tensors need {need:,})")
 
 
-def check_model_dir(model_dir: str | Path) -> Path:
-    """InputError unless ``model_dir`` holds a readable config.json and complete weights."""
+def check_model_dir(model_dir: str | Path, hf_config: bool = True) -> Path:
+    """InputError unless ``model_dir`` holds a readable config.json and complete weights.
+
+    hf_config: require a Hugging Face config (``model_type``; default True). False for exports with
+    their own config (the registry's ``hf_masked_lm`` False: ERNIE-T).
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         what = "does not exist" if not model_dir.exists() else "is not a directory"
@@ -59,7 +63,8 @@ def check_model_dir(model_dir: str | Path) -> Path:
     if not config.is_file():
         raise InputError(f"{model_dir}: not a model directory (no config.json)")
     info = _json_object(config)
-    if not isinstance(info.get("model_type", ""), str) or "model_type" not in info and "architectures" not in info:
+    if hf_config and (not isinstance(info.get("model_type", ""), str)
+                      or "model_type" not in info and "architectures" not in info):
         raise InputError(f"{config}: not a Hugging Face model config (no \"model_type\")")
     present = [name for name in WEIGHTS if (model_dir / name).is_file()]
     if not present:

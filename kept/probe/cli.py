@@ -160,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
 
     names = model_names(args.model, args.name)
     for model_dir in args.model:  # every model checked before anything is read or written
-        check_model_dir(model_dir)
+        method = read_method(model_dir)[0]
+        check_model_dir(model_dir, hf_config=method not in METHODS or METHODS[method].hf_masked_lm)
     relations = [r for value in args.relation or [] for r in value.split(",") if r] or None
     options = ProbeOptions(queries=args.queries, max_facts=args.max_facts, max_sentences=args.max_sentences,
                            modes=_modes(args.mode, args.protocol),

@@ -74,10 +74,10 @@ def load_scorer(model_dir: str | Path, store: KGStore | None = None, device: str
     options: extra keyword arguments of :meth:`MaskedLMScorer.from_pretrained` (``dtype``,
         ``quantize``, ``batch_size``); ignored by the knowledge methods' scorers.
     """
-    model_dir = check_model_dir(model_dir)
     from kept.methods import METHODS, resolve
 
     name, _ = read_method(model_dir)
+    model_dir = check_model_dir(model_dir, hf_config=name not in METHODS or METHODS[name].hf_masked_lm)
     if name is None:
         return MaskedLMScorer.from_pretrained(model_dir, store=store, device=device, **options)
     if name not in METHODS:

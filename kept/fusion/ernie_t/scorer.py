@@ -43,7 +43,7 @@ class ErnieTScorer:
 
         from kept.model_dir import check_model_dir
 
-        model = load_pretrained(check_model_dir(model_dir), device)
+        model = load_pretrained(check_model_dir(model_dir, hf_config=False), device)
         if store is not None:
             from kept.kg import open_store
 

@@ -45,11 +45,12 @@ class KBertScorer:
         (branches from the store), "off" (no branches, no store needed)."""
         from transformers import AutoTokenizer, BertForMaskedLM
 
-        model_dir = check_model_dir(model_dir)
+        model_dir = Path(model_dir)
         info_path = model_dir / "kept.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         if info.get("method") != "kbert":
             raise ValueError(f"{model_dir} is not a K-BERT export (kept.json method: {info.get('method')!r})")
+        check_model_dir(model_dir)
         if knowledge not in ("full", "leave-one-out", "off"):
             raise ValueError(f"knowledge must be 'full', 'leave-one-out' or 'off', not {knowledge!r}")
         store = store if store is not None or knowledge == "off" else info.get("store")

@@ -130,7 +130,8 @@ def build_trees_flat(tokens: np.ndarray, lengths: np.ndarray, span_rows: np.ndar
         owner, b_len, b_ids = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     else:
         hidden = None if withheld is None else np.asarray(withheld, dtype=np.int64)[span_rows]   # [A]
-        owner, b_len, b_ids = branches.branches(entity_ids, hidden)                     # [R], [R], [Q]
+        owner, b_len, b_ids = (branches.branches(entity_ids) if hidden is None                # [R], [R], [Q]
+                               else branches.branches(entity_ids, hidden))
 
     # tree (abs) index of sentence tokens: index + branch tokens inserted after earlier words
     extra = np.zeros(len(tokens), dtype=np.int64)
