@@ -140,20 +140,8 @@ def seen_flags(store: KGStore | None, relation: str, facts: Sequence[Fact]) -> n
     flags = np.full(len(facts), -1, np.int8)
     if store is None:
         return flags
-    try:
-        rel = store.relation_id(relation)
-    except KeyError:
-        rel = None
-    for i, fact in enumerate(facts):
-        if not fact.sub_uri or not fact.obj_uri:
-            continue
-        try:
-            head, tail = store.entity_id(fact.sub_uri), store.entity_id(fact.obj_uri)
-        except KeyError:
-            flags[i] = 0
-            continue
-        relations, tails = store.neighbours(head)
-        flags[i] = int(rel is not None and bool(np.any((relations == rel) & (tails == tail))))
+    has_uris = np.asarray([bool(f.sub_uri and f.obj_uri) for f in facts], dtype=bool)
+    flags[has_uris] = fact_triple_rows(store, relation, facts)[has_uris] >= 0
     return flags
 
 
