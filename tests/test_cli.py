@@ -41,3 +41,16 @@ def test_console_script_help_and_build(tmp_path):
     again = subprocess.run(kept + ["kg", "build", str(need_data("kg", "Medical.spo")), "--out", str(tmp_path / "m")],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_export_around_a_label_and_did_you_mean(tmp_path, capsys):
+    out = tmp_path / "hownet"
+    assert main(["kg", "build", str(ROOT / "kg_data" / "kbert" / "HowNet.spo.gz"), "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    nt = tmp_path / "apple.nt"
+    assert main(["kg", "export", str(out), "--around", "苹果", "--out", str(nt)]) == 2
+    err = capsys.readouterr().err
+    assert "no entity with key '苹果'" in err and "did you mean" in err and "苹果酒" in err
+    assert main(["kg", "export", str(out), "--around", "苹果酒", "--hops", "1", "--out", str(nt)]) == 0
+    assert "苹果酒" in nt.read_text(encoding="utf-8")

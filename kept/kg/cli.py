@@ -118,6 +118,28 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_entity(store, name: str) -> int:
+    """The entity a user named: its key, else its one label or alias; a KeyError that says what the store
+    has instead ("did you mean": up to 5 keys or labels containing the name) otherwise."""
+    try:
+        return store.entity_id(name)
+    except KeyError:
+        pass
+    ids = store.lookup(name)
+    if len(ids) == 1:
+        return ids[0]
+    if len(ids) > 1:
+        keys = ", ".join(store.entity_key(i) for i in ids[:5])
+        raise KeyError(f"{store.path}: {name!r} names {len(ids)} entities ({keys}{', ...' if len(ids) > 5 else ''}); "
+                       f"give one key")
+    like = f"%{name.replace('%', '').replace('_', '')}%"
+    rows = store.db.execute("SELECT key, label FROM entities WHERE key LIKE ? OR label LIKE ? ORDER BY length(key) "
+                            "LIMIT 5", (like, like)).fetchall()
+    hint = "; did you mean " + ", ".join(key if label in (None, key) else f"{key} ({label})" for key, label in rows) + \
+        "?" if rows else ""
+    raise KeyError(f"{store.path}: no entity with key {name!r} (nor with that label or alias){hint}")
+
+
 def _export(args: argparse.Namespace) -> int:
     from kept.kg.graph import export_ntriples, k_hop_triples
     from kept.kg.store import open_store
@@ -125,7 +147,7 @@ def _export(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     rows = None
     if args.around:
-        rows = k_hop_triples(store, [store.entity_id(k) for k in args.around], args.hops)
+        rows = k_hop_triples(store, [resolve_entity(store, k) for k in args.around], args.hops)
     n = export_ntriples(store, args.out, rows)
     print(f"wrote {n:,} triples to {args.out}")
     return 0
