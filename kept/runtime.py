@@ -48,3 +48,34 @@ def reuse_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
     return _applied
+
+
+#: messages of the libraries kept drives that tell a user nothing about their run
+LIBRARY_NOTICES = (
+    "💡 Tip: For seamless cloud logging",                          # Lightning's advert for its cloud logger
+    "`isinstance(treespec, LeafSpec)` is deprecated",              # torch's pytree, triggered inside Lightning
+)
+
+
+class _DropNotices:
+    """A logging filter that drops records carrying one of :data:`LIBRARY_NOTICES`."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not any(notice in message for notice in LIBRARY_NOTICES)
+
+
+def quiet_library_notices() -> None:
+    """Silence :data:`LIBRARY_NOTICES` (Lightning's log records and torch's FutureWarning); idempotent.
+
+    Everything else Lightning or torch reports (warnings about the run itself) still shows.
+    """
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotices) for f in logger.filters):
+            logger.addFilter(_DropNotices())

@@ -47,3 +47,35 @@ def test_reuse_freed_memory_cuts_page_faults():
 def test_reuse_freed_memory_respects_the_user():
     assert run_child(True, KEPT_MALLOC_TUNING="0")[0] == "False"
     assert run_child(True, MALLOC_TRIM_THRESHOLD_="1000000")[0] == "False"  # the user's own setting wins
+
+
+def test_library_notices_are_silenced_and_other_records_kept(capsys):
+    import logging
+    import warnings
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    from kept.runtime import quiet_library_notices
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        quiet_library_notices()
+        quiet_library_notices()                                    # idempotent
+        rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        rank_zero_info("GPU available: False, used: False")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert [r.getMessage() for r in records] == ["GPU available: False, used: False"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        quiet_library_notices()
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
+        warnings.warn("something about the run", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something about the run"]

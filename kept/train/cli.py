@@ -26,6 +26,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from kept.errors import InputError
 from kept.methods import METHODS, get_method
+from kept.runtime import quiet_library_notices
 
 
 def methods() -> list[str]:
@@ -113,6 +114,7 @@ def _input_error_in(exc: BaseException) -> BaseException | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[2:] if argv is None else argv
+    quiet_library_notices()
     method = next((name for name in methods() if ["--method", name] in (argv[i:i + 2] for i in range(len(argv)))
                    or f"--method={name}" in argv), None)
     asks_help = any(a in ("-h", "--help") or a.startswith("--print_config") for a in argv)

@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kept finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    from kept.runtime import quiet_library_notices
+
+    quiet_library_notices()
     return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
 
 

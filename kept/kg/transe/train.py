@@ -27,7 +27,7 @@ from kept.kg.transe.data import TransEDataModule
 from kept.kg.transe.evaluate import evaluate_link_prediction
 from kept.kg.transe.io import read_json
 from kept.kg.transe.lightning import TransELightning
-from kept.runtime import reuse_freed_memory
+from kept.runtime import quiet_library_notices, reuse_freed_memory
 
 
 @dataclass
@@ -113,6 +113,7 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
     store = store if isinstance(store, KGStore) else open_store(store)
     config = config or TransEConfig()
     reuse_freed_memory()  # small steps: reuse freed tensor memory instead of faulting in new pages
+    quiet_library_notices()
     work = Path(work_dir) if work_dir else store.path / "embeddings" / ".work-transe"
     data = TransEDataModule(store, config.batch_size, config.negatives, config.chunk_size, config.sampler,
                             config.seed, config.eval_batch_size)
