@@ -54,3 +54,28 @@ def test_export_around_a_label_and_did_you_mean(tmp_path, capsys):
     assert "no entity with key '苹果'" in err and "did you mean" in err and "苹果酒" in err
     assert main(["kg", "export", str(out), "--around", "苹果酒", "--hops", "1", "--out", str(nt)]) == 0
     assert "苹果酒" in nt.read_text(encoding="utf-8")
+
+
+def test_kg_info_describes_the_graph(tmp_path, capsys):
+    import numpy as np
+
+    from kept.kg import open_store
+    from kept.kg.graph import describe
+
+    out = tmp_path / "medical"
+    assert main(["kg", "build", str(ROOT / "kg_data" / "kbert" / "Medical.spo"), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["kg", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    store = open_store(out)
+    counts = np.bincount(np.asarray(store.triples)[:, 1], minlength=store.num_relations)
+    assert [r["triples"] for r in info["relations"]] == sorted(counts.tolist(), reverse=True)[:10]
+    assert info["relations"][0]["key"] == store.relation_key(int(np.argmax(counts)))
+    degree = store.degree()
+    assert info["degree"]["max"] == int(degree.max()) and info["degree"]["isolated"] == int((degree == 0).sum())
+    assert info["top_entities"][0]["degree"] == int(degree.max())
+    assert describe(store, top=1000)["relations"] and sum(r["triples"] for r in describe(store, top=1000)["relations"]) \
+        == store.num_triples
+    assert main(["kg", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "degree (in + out)" in text and "best-connected entities" in text and info["relations"][0]["key"] in text

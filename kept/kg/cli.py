@@ -112,9 +112,28 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from kept.kg.graph import describe
     from kept.kg.store import open_store
 
-    _print_summary(open_store(args.store, validate=True).summary(), args.json)
+    store = open_store(args.store, validate=True)
+    summary, graph = store.summary(), describe(store)
+    if args.json:
+        print(json.dumps({**summary, **graph}, indent=2, ensure_ascii=False))
+        return 0
+    _print_summary(summary, False)
+    d = graph["degree"]
+    print(f"\ndegree (in + out)  mean {d['mean']}, median {d['median']:g}, max {d['max']:,}, "
+          f"isolated entities {d['isolated']:,}")
+    if graph["relations"]:
+        print(f"\n{'relation':<40} {'triples':>10}")
+        for r in graph["relations"]:
+            name = r["key"] if r["label"] in (None, r["key"]) else f"{r['key']} ({r['label']})"
+            print(f"{name[:40]:<40} {r['triples']:>10,}")
+    if graph["top_entities"]:
+        print(f"\n{'best-connected entities':<40} {'degree':>10}")
+        for e in graph["top_entities"]:
+            name = e["key"] if e["label"] in (None, e["key"]) else f"{e['key']} ({e['label']})"
+            print(f"{name[:40]:<40} {e['degree']:>10,}")
     return 0
 
 
