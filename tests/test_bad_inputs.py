@@ -168,3 +168,20 @@ def test_finetune_bad_kg(tmp_path, capsys, kind):
     status = main(["finetune", "--data", str(data), "--out", str(tmp_path / "run"), "--kg", str(kg), *FT])
     _err(capsys, status, kg)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", ["kbert", "ernie-t", "uktp"])
+def test_every_data_module_checks_ids_against_the_vocabulary(tmp_path, method):
+    """Each registered method's data module opens the corpus with the vocabulary check (not only mlm's)."""
+    from kept.errors import InputError
+    from kept.kg.build import BuildOptions, build_store
+    from kept.methods import get_method, resolve
+
+    store = tmp_path / "store"
+    build_store([(ROOT / "kg_data" / "kbert" / "Medical.spo", None)], store,
+                BuildOptions(progress=False))
+    corpus = _corpus(tmp_path / "c", top_id=40000)
+    m = get_method(method)
+    data = resolve(m.datamodule)(corpus=str(corpus), vocab=str(VOCAB), store=str(store))
+    with pytest.raises(InputError, match="another vocabulary"):
+        data.setup("fit")

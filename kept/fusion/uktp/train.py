@@ -257,7 +257,7 @@ class UktpDataModule(ResumableDataModule):
         from kept.kg import open_store
 
         hp = self.hparams
-        self.corpus, store = LinkedCorpus(hp.corpus), open_store(hp.store)
+        self.corpus, store = LinkedCorpus(hp.corpus, vocab_size=len(self.tokenizer)), open_store(hp.store)
         self.pairing = load_pairing(self.corpus, store, cache=hp.cache_pairs)
         entity_labels, relation_labels = build_label_tables(store, self.pairing, self.tokenizer, hp.max_label_tokens)
         self.uktp_collator = UktpCollator(self.tokenizer, entity_labels, relation_labels, hp.max_length,
