@@ -5,7 +5,10 @@ import importlib.util
 import networkx as nx
 import numpy as np
 import pytest
+from conftest import ROOT
 
+from kept.kg import open_store
+from kept.kg.build import BuildOptions, build_store
 from kept.kg.graph import entity_iri, export_ntriples, k_hop_subgraph, k_hop_triples, to_dgl
 
 
@@ -74,3 +77,34 @@ def test_to_dgl(medical_store):
 def test_to_dgl_without_dgl_says_how(medical_store):
     with pytest.raises(ImportError, match="optional"):
         to_dgl(medical_store)
+
+
+def _snapshot(store):
+    db = store.db
+    keys = [k for k, in db.execute("SELECT key FROM entities ORDER BY id")]
+    rel_keys = [k for k, in db.execute("SELECT key FROM relations ORDER BY id")]
+    return {"entities": sorted(db.execute("SELECT key, label, lang, description FROM entities")),
+            "aliases": sorted(db.execute("SELECT e.key, a.alias, a.lang FROM aliases a JOIN entities e ON e.id = a.entity_id")),
+            "relations": sorted(db.execute("SELECT key, label, description FROM relations")),
+            "relation_aliases": sorted(db.execute("SELECT r.key, a.alias, a.lang FROM relation_aliases a "
+                                                  "JOIN relations r ON r.id = a.relation_id")),
+            "attributes": sorted(db.execute("SELECT e.key, a.name, a.value FROM attributes a "
+                                            "JOIN entities e ON e.id = a.entity_id")),
+            "triples": sorted((keys[h], rel_keys[r], keys[t]) for h, r, t in np.asarray(store.triples).tolist())}
+
+
+@pytest.mark.parametrize("source, languages", [("trex/trex_facts.nt.gz", ("en",)), ("kbert/Medical.spo", ()),
+                                               ("cndbpedia/baike_triples_sample.txt", ("zh",))])
+def test_store_to_ntriples_to_store_is_lossless(tmp_path, source, languages):
+    from kept.kg.sources import ReaderOptions
+
+    options = BuildOptions(reader=ReaderOptions(languages=languages) if languages else ReaderOptions(),
+                           progress=False)
+    build_store([(ROOT / "kg_data" / source, None)], tmp_path / "a", options)
+    a = open_store(tmp_path / "a")
+    export_ntriples(a, tmp_path / "a.nt", batch=997)
+    build_store([(tmp_path / "a.nt", None)], tmp_path / "b", options)
+    before, after = _snapshot(a), _snapshot(open_store(tmp_path / "b"))
+    for part in before:
+        assert before[part] == after[part], part
+    assert before["triples"] and (before["aliases"] or before["attributes"] or source.endswith(".spo"))

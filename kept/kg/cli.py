@@ -168,5 +168,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.around:
         rows = k_hop_triples(store, [resolve_entity(store, k) for k in args.around], args.hops)
     n = export_ntriples(store, args.out, rows)
-    print(f"wrote {n:,} triples to {args.out}")
+    with open(args.out, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    print(f"wrote {n:,} triples between entities and {lines - n:,} lines of names (labels, aliases, descriptions, "
+          f"attributes) to {args.out}")
     return 0

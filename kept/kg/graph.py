@@ -21,6 +21,8 @@ WIKIDATA_ENTITY = "http://www.wikidata.org/entity/"
 WIKIDATA_DIRECT = "http://www.wikidata.org/prop/direct/"
 KEPT_ENTITY = "urn:kept:entity:"
 KEPT_RELATION = "urn:kept:relation:"
+#: descriptions are written as schema:description, a predicate the N-Triples reader reads back as one
+SCHEMA_DESCRIPTION_IRI = "http://schema.org/description"
 _QID, _PID = re.compile(r"^Q\d+$"), re.compile(r"^P\d+$")
 
 
@@ -130,36 +132,101 @@ def relation_iri(key: str) -> str:
 
 
 def export_ntriples(store: KGStore, out: str | Path, rows: np.ndarray | None = None, batch: int = 50_000) -> int:
-    """Write triples (all, or those at ``rows``) and entity labels as N-Triples through rdflib.
+    """Write triples (all, or those at ``rows``) and the names of their entities and relations as
+    N-Triples through rdflib, so that ``kept kg build`` of the file gives the store back.
 
-    Written in batches (memory is bounded by ``batch``) to a temporary file that is
-    renamed at the end. Returns the number of entity triples written.
+    Per entity: ``rdfs:label`` and ``schema:description`` with the label's language tag,
+    ``skos:altLabel`` per alias (its own tag), attributes as literal triples; per relation its label
+    and aliases. A full export (``rows`` None) also writes entities without triples (their names).
+    Keys that are not Wikidata ids become ``urn:kept:entity:<key>`` / ``urn:kept:relation:<key>``
+    IRIs, which the N-Triples reader turns back into the key. Written in batches of ``batch`` triples
+    (memory bounded) to a temporary file renamed at the end. Returns the number of entity triples.
     """
-    from rdflib import Graph, Literal, URIRef
-    from rdflib.namespace import RDFS
+    from rdflib import Graph, URIRef
 
     out = Path(out)
+    everything = rows is None
     rows = np.arange(store.num_triples) if rows is None else np.asarray(rows)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     rel_iris = {i: URIRef(relation_iri(store.relation_key(i))) for i in range(store.num_relations)}
     try:
         with open(tmp, "wb") as f:
+            g = Graph()
+            _relation_names(store, g, rel_iris)
+            f.write(g.serialize(format="nt", encoding="utf-8"))
+            written = np.zeros(store.num_entities, dtype=bool)
             for i in range(0, len(rows), batch):
                 triples = np.asarray(store.triples[rows[i : i + batch]])
                 nodes = np.unique(np.concatenate([triples[:, 0], triples[:, 2]]))
-                names = dict(_names(store, nodes))
-                g = Graph()
+                g, keys = Graph(), _entity_names(store, Graph(), nodes[~written[nodes]])
+                keys.update(dict(_keys(store, nodes[written[nodes]])))
+                written[nodes] = True
                 for h, r, t in triples.tolist():
-                    g.add((URIRef(entity_iri(names[h][0])), rel_iris[r], URIRef(entity_iri(names[t][0]))))
-                for key, label in names.values():
-                    if label is not None:
-                        g.add((URIRef(entity_iri(key)), RDFS.label, Literal(label)))
+                    g.add((URIRef(entity_iri(keys[h])), rel_iris[r], URIRef(entity_iri(keys[t]))))
                 f.write(g.serialize(format="nt", encoding="utf-8"))
+                f.write(keys.graph.serialize(format="nt", encoding="utf-8"))
+            rest = np.flatnonzero(~written) if everything else np.zeros(0, np.int64)
+            for i in range(0, len(rest), batch):
+                f.write(_entity_names(store, Graph(), rest[i : i + batch]).graph.serialize(format="nt", encoding="utf-8"))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return len(rows)
+
+
+class _Keys(dict):
+    """entity id -> key, with the rdflib graph of the names written for them."""
+
+    graph = None
+
+
+def _keys(store: KGStore, ids: np.ndarray):
+    for row in _sql_rows(store, "SELECT id, key FROM entities WHERE id IN ({})", ids):
+        yield row[0], row[1]
+
+
+def _sql_rows(store: KGStore, query: str, ids: np.ndarray):
+    ids = [int(i) for i in ids]
+    for i in range(0, len(ids), 900):                                      # SQLite's variable limit
+        part = ids[i : i + 900]
+        yield from store.db.execute(query.format(",".join("?" * len(part))), part)
+
+
+def _entity_names(store: KGStore, g, ids: np.ndarray) -> _Keys:
+    """Add the names of entities ``ids`` (labels, descriptions, aliases, attributes) to ``g``; their keys."""
+    from rdflib import Literal, URIRef
+    from rdflib.namespace import RDFS, SKOS
+
+    keys = _Keys()
+    keys.graph = g
+    iri = {}
+    for eid, key, label, lang, description in _sql_rows(
+            store, "SELECT id, key, label, lang, description FROM entities WHERE id IN ({})", ids):
+        keys[eid], iri[eid] = key, URIRef(entity_iri(key))
+        if label is not None:
+            g.add((iri[eid], RDFS.label, Literal(label, lang=lang or None)))
+        if description is not None:
+            g.add((iri[eid], URIRef(SCHEMA_DESCRIPTION_IRI), Literal(description, lang=lang or None)))
+    for eid, alias, lang in _sql_rows(store, "SELECT entity_id, alias, lang FROM aliases WHERE entity_id IN ({})", ids):
+        g.add((iri[eid], SKOS.altLabel, Literal(alias, lang=lang or None)))
+    for eid, name, value in _sql_rows(store, "SELECT entity_id, name, value FROM attributes WHERE entity_id IN ({})",
+                                      ids):
+        g.add((iri[eid], URIRef(relation_iri(name)), Literal(value)))
+    return keys
+
+
+def _relation_names(store: KGStore, g, rel_iris: dict) -> None:
+    from rdflib import Literal, URIRef
+    from rdflib.namespace import RDFS, SKOS
+
+    for rid, label, description in store.db.execute("SELECT id, label, description FROM relations"):
+        if label is not None:
+            g.add((rel_iris[rid], RDFS.label, Literal(label)))
+        if description is not None:
+            g.add((rel_iris[rid], URIRef(SCHEMA_DESCRIPTION_IRI), Literal(description)))
+    for rid, alias, lang in store.db.execute("SELECT relation_id, alias, lang FROM relation_aliases"):
+        g.add((rel_iris[rid], SKOS.altLabel, Literal(alias, lang=lang or None)))
 
 
 def describe(store: KGStore, top: int = 10) -> dict:

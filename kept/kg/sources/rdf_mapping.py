@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 from kept.kg.sources import ReadContext
 from kept.kg.sources.ntriples import (  # the fast path shares the line parser's patterns
@@ -43,6 +44,8 @@ _WIKIDATA_IRI = re.compile(
     r"|prop/direct(?:-normalized)?/(P[1-9][0-9]*))"
 )
 _CACHE_LIMIT = 1 << 18
+_KEPT = "urn:kept:"
+_KEPT_PREFIXES = ("urn:kept:entity:", "urn:kept:relation:")
 _new = tuple.__new__  # builds a NamedTuple record without its Python-level __new__
 
 
@@ -51,12 +54,17 @@ def wikidata_key(iri: str) -> str:
 
     ``http://www.wikidata.org/entity/Q42`` -> ``"Q42"``,
     ``http://www.wikidata.org/prop/direct/P31`` (and ``prop/direct-normalized/``,
-    ``entity/P31``) -> ``"P31"``; anything else is returned unchanged.
+    ``entity/P31``) -> ``"P31"``; ``urn:kept:entity:<quoted key>`` and ``urn:kept:relation:<quoted key>``
+    (how ``kept kg export`` writes other keys) -> the key; anything else is returned unchanged.
     """
     if iri.startswith(_WIKIDATA):
         m = _WIKIDATA_IRI.fullmatch(iri)
         if m is not None:
             return m.group(1) or m.group(2)
+    if iri.startswith(_KEPT):  # kept's own export of a non-Wikidata key (kept.kg.graph.entity_iri)
+        for prefix in _KEPT_PREFIXES:
+            if iri.startswith(prefix):
+                return unquote(iri[len(prefix):])
     return iri
 
 
@@ -91,7 +99,9 @@ class RecordMapper:
     def __init__(self, ctx: ReadContext):
         self.keep = ctx.options.properties
         self.text_kind = TEXT_PREDICATES.get
-        self.key_of = wikidata_key  # uncached, for callers with their own cache
+        self.key_of = self._key_of  # uncached, for callers with their own cache
+        #: keys of kept-exported relation IRIs (``urn:kept:relation:``): their names are relation names
+        self.relation_keys: set[str] = set()
         self._preferred = {lang.lower(): (i, lang) for i, lang in enumerate(ctx.options.languages)}
         # language tag as written -> (rank, name in options.languages) or None when not wanted
         self._lang_info: dict[str | None, tuple[int, str] | tuple[int, None] | None] = {
@@ -108,7 +118,13 @@ class RecordMapper:
         if key is None:
             if len(self._keys) > _CACHE_LIMIT:
                 self._keys.clear()
-            key = self._keys[iri] = wikidata_key(iri)
+            key = self._keys[iri] = self._key_of(iri)
+        return key
+
+    def _key_of(self, iri: str) -> str:
+        key = wikidata_key(iri)
+        if iri.startswith(_KEPT_PREFIXES[1]):
+            self.relation_keys.add(key)
         return key
 
     def text(self, skey: str, kind: int, value: str, lang: str | None, datatype: str | None) -> Entity | None:
@@ -124,7 +140,7 @@ class RecordMapper:
         if info is None or (lang is None and datatype not in _STRING_TYPES):
             return None
         rank, name = info
-        if _is_pid(skey):
+        if _is_pid(skey) or skey in self.relation_keys:
             rel = self._properties.get(skey)
             if rel is None:
                 rel = self._properties[skey] = _PropertyLabels()
