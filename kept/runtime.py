@@ -52,7 +52,7 @@ def reuse_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int
 
 #: messages of the libraries kept drives that tell a user nothing about their run
 LIBRARY_NOTICES = (
-    "💡 Tip: For seamless cloud logging",                          # Lightning's advert for its cloud logger
+    "💡 Tip: For seamless cloud",                                   # Lightning's adverts (litlogger, litmodels)
     "`isinstance(treespec, LeafSpec)` is deprecated",              # torch's pytree, triggered inside Lightning
 )
 

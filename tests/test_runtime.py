@@ -68,6 +68,7 @@ def test_library_notices_are_silenced_and_other_records_kept(capsys):
         quiet_library_notices()
         quiet_library_notices()                                    # idempotent
         rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        rank_zero_info("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]")
         rank_zero_info("GPU available: False, used: False")
     finally:
         logger.removeHandler(handler)
