@@ -310,6 +310,47 @@ def test_branch_tokens_are_never_masked(trex_linked):
         assert torch.equal(batch["visible_matrix"], clean.visible_matrix)
 
 
+def test_branch_object_masking_masks_text_copies_of_branch_objects(trex_linked):
+    from kept.fusion.kbert import KBertMaskingCollator
+
+    store, tok, examples = trex_linked
+    plain = _collator(tok, store, mask_prob=0.0)
+    collate = KBertMaskingCollator(plain.masking, plain.builder, branch_object_prob=1.0)
+    batch = collate(examples[:16], generator=torch.Generator().manual_seed(0))
+    sentences = [np.concatenate([[tok.cls_token_id], ex.input_ids[:46], [tok.sep_token_id]]) for ex in examples[:16]]
+    matches = collate.branch_object_matches(examples[:16], sentences)
+    assert matches                                      # T-REx sentences name their fact's object
+    triples = np.asarray(store.triples)
+    for row, start, end in matches:                     # the span is a branch object's label, masked whole
+        owner, rows = collate.builder.branches.choose(examples[row].entity_ids)
+        labels = {tuple(tok(store.db.execute("SELECT label FROM entities WHERE id=?", (int(t),)).fetchone()[0],
+                            add_special_tokens=False)["input_ids"]) for t in triples[rows, 2]}
+        assert tuple(sentences[row][start:end].tolist()) in labels
+        cols = torch.nonzero((batch["sentence_index"][row] >= start) & (batch["sentence_index"][row] < end)).squeeze(1)
+        assert (batch["input_ids"][row, cols] == tok.mask_token_id).all()
+        assert torch.equal(batch["labels"][row, cols], torch.from_numpy(sentences[row][start:end]))
+    assert int((batch["labels"] != -100).sum()) == sum(e - s for _, s, e in set(matches))   # nothing else (p = 0)
+    assert (plain(examples[:16])["labels"] == -100).all()
+
+
+def test_branch_swap_replaces_the_object_in_branch_and_label(trex_linked):
+    from kept.fusion.kbert import KBertMaskingCollator
+
+    store, tok, examples = trex_linked
+    plain = _collator(tok, store, mask_prob=0.0)
+    real = KBertMaskingCollator(plain.masking, plain.builder, branch_object_prob=1.0)
+    swap = KBertMaskingCollator(plain.masking, plain.builder, branch_object_prob=1.0, branch_swap_prob=1.0)
+    a = real(examples[:16], generator=torch.Generator().manual_seed(0))
+    b = swap(examples[:16], generator=torch.Generator().manual_seed(0))
+    predicted = a["labels"] != -100
+    assert torch.equal(predicted, b["labels"] != -100)                   # the same positions are predicted
+    assert not torch.equal(a["labels"][predicted], b["labels"][predicted])   # some objects were swapped
+    assert torch.equal(a["input_ids"][~a["is_branch"]], b["input_ids"][~b["is_branch"]])   # the text is unchanged
+    for row in range(16):                                                 # every new label is read in a branch
+        new = b["labels"][row][(b["labels"][row] != a["labels"][row]) & predicted[row]]
+        assert set(new.tolist()) <= set(b["input_ids"][row][b["is_branch"][row]].tolist())
+
+
 def test_kbert_loss_on_a_fixed_batch_goes_down(trex_linked):
     from kept.fusion.kbert import KBertModule
 
