@@ -1,257 +1,243 @@
 #!/usr/bin/env python
-"""What knowledge buys: every pretraining method at an equal budget, probed on T-REx facts.
+"""The knowledge study: every registered method from the same base model, probed on facts seen and not
+seen in training, under every knowledge condition it supports, with intervals and costs.
 
-    .venv/bin/python experiments/compare_methods/run.py            # default budget (see docs/results.md for its run time)
-    .venv/bin/python experiments/compare_methods/run.py --steps 3000 --seeds 0 1 2 3 4   # a larger budget
+    .venv/bin/python experiments/compare_methods/run.py                                   # the CPU budget
+    .venv/bin/python experiments/compare_methods/run.py --budget experiments/compare_methods/budget-gpu.yaml
 
-1. Data: the LAMA T-REx facts of ``--lama`` (default ``../shared/data/lama``), the first
-   ``--per-relation`` facts of each relation, through ``kg_data/recipes/make_trex_sample.py``:
-   N-Triples facts, their evidence sentences (real English Wikipedia), a LAMA probe set.
-2. Seen / unseen: a seeded ``--seen-fraction`` of the facts is *seen*: their sentences are the
-   training corpus. The other facts' sentences are held out. The KG store holds **all** facts,
-   so an unseen fact is known to the KG but never read in text: what a method gains there comes
-   from the knowledge it injects.
-3. The KG: the store built from all facts, TransE on it (ERNIE-T's entity vectors, the linker's
-   coherence); the training sentences linked to it.
-4. Training: small BERTs from scratch, the same steps, batch and sequence length for every method
-   (``experiments/compare_methods/budget.yaml``), each method with each seed.
-5. Probing: every model on the probe set (template mode, multi-wordpiece objects ranked among
-   the relation's objects), with the method's knowledge at probe time; P@1, P@10 and MRR,
-   seen and unseen facts separately. The report (``OUT/report.md``, ``OUT/results.json``,
-   plots) gives mean ± standard deviation over seeds per method.
+1. Data (``data.py``): the first ``per_relation`` LAMA T-REx facts of each relation with their
+   Wikipedia evidence sentences; a seeded ``seen_fraction`` of the facts is *seen* (their sentences,
+   cropped around subject and object, are the training text), and facts that a training sentence names
+   (subject and object) move to the seen side, so an unseen fact was never read. The KG holds all facts.
+2. KG: the store of all facts, TransE on it (ERNIE-T's vectors, the linker's coherence), the training
+   sentences linked to it; a compact WordPiece vocabulary (``vocab_size``) trained on the texts and labels.
+3. The shared base model: ``mlm`` on WikiText-2 (sentences naming a sampled fact's subject and object
+   dropped) for ``base_steps``; or ``--pretrained DIR`` (a Hugging Face BERT with its vocabulary).
+4. Training: every method of ``kept.methods`` x every seed continues from the base, with the budget's
+   model/data/trainer settings (``pretrain`` section) plus the method's overlay ``<method>.yaml`` here.
+   Each run is a subprocess: wall time and peak memory are its own.
+5. Probing: ``kept probe`` (multi-wordpiece mode, template queries) per knowledge condition: ``none``
+   for methods that read no KG, and each condition a method supports (``full``, ``leave-one-out``, ``off``).
+6. ``OUT/results.json``, ``OUT/report.md``, ``OUT/study_multi.png`` (``analysis.py``): per method x
+   condition x split the mean ± std over seeds and the paired difference to ``mlm`` with a 95 %
+   bootstrap interval over facts; pre-computation seconds, step time relative to ``mlm``, peak memory.
+
+Finished stages are reused (delete ``OUT/<stage>`` to redo one); flags override the budget file.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import yaml
 
-from kept.methods import METHODS, get_method
-from kept.probe.splits import clean_split
-
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import analysis  # noqa: E402
+import data  # noqa: E402
+
+from kept.methods import BASELINE, METHODS, get_method  # noqa: E402
+
+ROOT = HERE.parents[1]
 VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
-WD, WDT = "http://www.wikidata.org/entity/", "http://www.wikidata.org/prop/direct/"
+#: runner settings and their defaults (a budget file's ``experiment`` section and the flags override them)
+DEFAULTS = {"per_relation": 30, "seen_fraction": 0.8, "split_seed": 0, "seeds": [0, 1, 2], "steps": 400,
+            "base_steps": 600, "vocab_size": 4000, "crop_words": 4, "transe_minutes": 1.0, "probe_facts": 0}
+log = data.log
 
 
-def log(message: str) -> None:
-    print(f"[compare {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def make_data(args: argparse.Namespace) -> dict:
-    """The T-REx sample, the seen/unseen split of its facts and the training sentences."""
-    sys.path.insert(0, str(ROOT / "kg_data" / "recipes"))
-    import make_trex_sample
-
-    data = args.out / "data"
-    if not (data / "sentences.jsonl.gz").exists():
-        log(f"T-REx sample: first {args.per_relation} facts per relation of {args.lama}")
-        if make_trex_sample.main(["--lama", str(args.lama), "--out", str(data),
-                                  "--per-relation", str(args.per_relation)]) != 0:
-            raise SystemExit("making the T-REx sample failed")
-    with gzip.open(data / "sentences.jsonl.gz", "rt", encoding="utf-8") as f:
-        sentences = [json.loads(line) for line in f]
-    facts = sorted({s["fact"] for s in sentences})
-    rng = np.random.default_rng(args.split_seed)
-    drawn = {facts[i] for i in np.flatnonzero(rng.random(len(facts)) < args.seen_fraction)}
-    # unseen = no training sentence names its subject and its object (kept.probe.splits)
-    seen, moved = clean_split(sentences_by_fact(sentences), fact_names(data / "probe", sentences), drawn)
-    train = [s for s in sentences if s["fact"] in seen]
-    with gzip.open(data / "train_sentences.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in train)
-    (data / "seen_facts.txt").write_text("".join(f"{uuid}\n" for uuid in sorted(seen)))
-    # the seen facts as N-Triples (labels kept): the store `kept probe --seen-kg` splits by
-    seen_triples = {(s["sub_uri"], s["predicate"], s["obj_uri"]) for s in train}
-    with gzip.open(data / "trex_facts.nt.gz", "rt", encoding="utf-8") as src, \
-            gzip.open(data / "seen_facts.nt.gz", "wt", encoding="utf-8") as dst:
-        for line in src:
-            parts = line.split(" ", 3)
-            if parts[1].startswith(f"<{WDT}"):
-                key = (parts[0][len(WD) + 1:-1], parts[1][len(WDT) + 1:-1], parts[2][len(WD) + 1:-1])
-                if key not in seen_triples:
-                    continue
-            dst.write(line)
-    (data / "moved_to_seen.txt").write_text("".join(f"{uuid}\n" for uuid in moved))
-    log(f"split: {len(drawn)} facts drawn seen, {len(moved)} more moved to seen (a training sentence names "
-        f"their subject and object), {len(facts) - len(seen)} unseen")
-    return {"facts_with_sentences": len(facts), "seen_facts": len(seen), "drawn_seen": len(drawn),
-            "moved_to_seen": len(moved), "sentences": len(sentences), "training_sentences": len(train)}
-
-
-def sentences_by_fact(sentences: list[dict]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for s in sentences:
-        out.setdefault(s["fact"], []).append(s["text"])
-    return out
-
-
-def fact_names(probe: Path, sentences: list[dict]) -> dict[str, tuple[set[str], set[str]]]:
-    """fact uuid -> (subject names, object names): the probe set's labels and the evidence surface forms."""
-    names: dict[str, tuple[set[str], set[str]]] = {}
-    for path in sorted(probe.glob("P*.jsonl*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                fact = json.loads(line)
-                names[fact["uuid"]] = ({fact["sub_label"]}, {fact["obj_label"]})
-    for s in sentences:
-        subjects, objects = names.setdefault(s["fact"], (set(), set()))
-        subjects.add(s["sub_surface"])
-        objects.add(s["obj_surface"])
-    return names
-
-
-def make_kg(args: argparse.Namespace) -> dict:
-    """The store of all facts, TransE on it, and the linked training corpus."""
-    from kept.cli import main as kept_main
+def make_kg(args: argparse.Namespace, costs: dict) -> dict:
+    """The store of all facts and of the seen facts, TransE, the vocabulary and the linked training corpus."""
     from kept.data.build import CorpusOptions, build_linked_corpus
     from kept.kg.build import BuildOptions, build_store
     from kept.kg.sources import ReaderOptions
+    from kept.kg.transe.cli import main as embed_main
 
     store = args.out / "store"
-    if not (store / "meta.json").exists():
-        log("building the KG store of all sampled facts")
-        build_store([(args.out / "data" / "trex_facts.nt.gz", None)], store,
-                    BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
-    if not (args.out / "seen_store" / "meta.json").exists():
-        build_store([(args.out / "data" / "seen_facts.nt.gz", None)], args.out / "seen_store",
-                    BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
+    for out, src in ((store, "trex_facts.nt.gz"), (args.out / "seen_store", "seen_facts.nt.gz")):
+        if not (out / "meta.json").exists():
+            build_store([(args.out / "data" / src, None)], out,
+                        BuildOptions(reader=ReaderOptions(languages=("en",)), progress=False))
     if not (store / "embeddings" / "transe" / "entity.npy").exists():
-        log(f"TransE ({args.transe_minutes} min at most)")
-        if kept_main(["kg", "embed", str(store), "--max-minutes", str(args.transe_minutes), "--no-progress"]) != 0:
+        start = time.perf_counter()
+        if embed_main([str(store), "--max-minutes", str(args.transe_minutes), "--no-progress"]) != 0:
             raise SystemExit("TransE failed")
-    log("linking the training sentences")
-    corpus = build_linked_corpus(args.out / "data" / "train_sentences.jsonl.gz", args.out / "corpus", VOCAB,
+        costs["transe_s"] = round(time.perf_counter() - start, 1)
+    sample = data.read_jsonl(args.out / "data" / "sentences.jsonl.gz")
+    wiki_txt = args.out / "wiki_text" / "wiki.txt"
+    if not wiki_txt.exists():
+        wiki_txt.parent.mkdir(parents=True, exist_ok=True)
+        wiki_txt.write_text("\n".join(data.wiki_sentences(data.fact_names(args.out / "data" / "probe", sample)))
+                            + "\n", encoding="utf-8")
+    if args.pretrained:
+        args.vocab = args.pretrained / "vocab.txt"
+    elif args.vocab_size:
+        texts = [s["text"] for s in data.read_jsonl(args.out / "data" / "train_sentences.jsonl.gz")]
+        args.vocab = data.train_vocab(store, wiki_txt, texts, args.vocab_size, args.out / "vocab")
+    start = time.perf_counter()
+    corpus = build_linked_corpus(args.out / "data" / "train_sentences.jsonl.gz", args.out / "corpus", args.vocab,
                                  store, CorpusOptions(lang="en"), workers=args.workers, progress=False)
+    costs.setdefault("linking_s", round(time.perf_counter() - start, 1))
     return {"store": json.loads((store / "meta.json").read_text())["counts"], "corpus": corpus.meta,
             "transe": json.loads((store / "embeddings" / "transe" / "metrics.json").read_text()).get("test")}
 
 
-def train(args: argparse.Namespace, method: str, seed: int) -> Path:
-    """Pretrain one method with one seed at the experiment's budget; returns the export directory."""
-    from kept.train.cli import main as pretrain_main
-
-    model = args.out / "models" / f"{method}-seed{seed}"
-    if (model / "kept.json").exists():
-        return model
-    run_dir = args.out / "runs" / f"{method}-seed{seed}"
-    argv = ["--method", method, "--config", str(HERE / "budget.yaml"),
-            "--data.corpus", str(args.out / "corpus"), "--data.vocab", str(VOCAB),
-            "--seed_everything", str(seed), "--model.init_args.seed", str(seed), "--data.init_args.seed", str(seed),
-            "--trainer.max_steps", str(args.steps), "--trainer.default_root_dir", str(run_dir),
-            "--trainer.logger.class_path", "pytorch_lightning.loggers.CSVLogger",
-            "--trainer.logger.init_args.save_dir", str(run_dir), "--export", str(model)]
-    overlay = HERE / f"{method}.yaml"  # a method's own settings at this budget (ERNIE-T's layer split)
-    if overlay.exists():
-        argv[4:4] = ["--config", str(overlay)]
-    argv += get_method(method).pretrain_args(store=args.out / "store", steps=args.steps)
+def pretrain(argv: list[str], log_file: Path) -> dict:
+    """``kept pretrain ARGV`` in a subprocess: ``{"seconds", "peak_rss_mb"}`` of that process alone."""
     start = time.perf_counter()
-    pretrain_main(argv)
-    log(f"{method} seed {seed}: {args.steps} steps in {time.perf_counter() - start:.0f} s")
+    with open(log_file, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kept.cli", "pretrain", *argv], stdout=out,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"kept pretrain failed ({log_file})")
+    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+
+
+def make_base(args: argparse.Namespace, costs: dict) -> Path | None:
+    """The shared base model (``mlm`` on WikiText-2 for ``base_steps``), ``--pretrained``, or None."""
+    from kept.data.build import CorpusOptions, build_linked_corpus
+
+    if args.pretrained or not args.base_steps:
+        return args.pretrained
+    model = args.out / "models" / "base"
+    if not (model / "config.json").exists():
+        corpus = build_linked_corpus(args.out / "wiki_text" / "wiki.txt", args.out / "wiki", args.vocab, None,
+                                     CorpusOptions(lang="en", phrases=None), workers=args.workers, progress=False)
+        (args.out / "runs").mkdir(parents=True, exist_ok=True)
+        run = pretrain(["--method", BASELINE, "--config", str(args.pretrain_config), "--data.corpus", str(corpus.path),
+                        "--data.vocab", str(args.vocab), "--seed_everything", "0",
+                        "--trainer.max_steps", str(args.base_steps), "--trainer.logger", "false",
+                        "--trainer.enable_checkpointing", "false",
+                        "--trainer.default_root_dir", str(args.out / "runs" / "base"), "--export", str(model)],
+                       args.out / "runs" / "base.log")
+        costs["base_s"] = run["seconds"]
+        log(f"base model: {args.base_steps} steps on WikiText-2 in {run['seconds']:.0f} s")
     return model
 
 
-def probe(args: argparse.Namespace, models: dict[str, list[Path]]) -> dict:
-    """Probe every model (seen/unseen split); mean ± std over seeds per method, report and plots."""
+def train(args: argparse.Namespace, method: str, seed: int, base: Path | None) -> tuple[Path, dict | None]:
+    """One method, one seed, from the base; ``(export directory, its run's cost or None when reused)``."""
+    model = args.out / "models" / analysis.model_name(method, seed)
+    if (model / "kept.json").exists():
+        return model, None
+    run_dir = args.out / "runs" / analysis.model_name(method, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["--method", method, "--config", str(args.pretrain_config)]
+    overlay = HERE / f"{method}.yaml"  # a method's own settings at this budget (ERNIE-T's layer split)
+    if overlay.exists():
+        argv += ["--config", str(overlay)]
+    argv += ["--data.corpus", str(args.out / "corpus"), "--data.vocab", str(args.vocab),
+             "--seed_everything", str(seed), "--model.init_args.seed", str(seed), "--data.init_args.seed", str(seed),
+             "--trainer.max_steps", str(args.steps), "--trainer.default_root_dir", str(run_dir),
+             "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--export", str(model)]
+    if base is not None:  # every method continues from the same base checkpoint
+        argv += ["--model.init_args.pretrained", str(base)]
+    argv += get_method(method).pretrain_args(store=args.out / "store", steps=args.steps)
+    run = pretrain(argv, run_dir / "train.log")
+    log(f"{method} seed {seed}: {args.steps} steps in {run['seconds']:.0f} s, peak {run['peak_rss_mb']} MB")
+    return model, run
+
+
+def probe(args: argparse.Namespace, models: dict[str, list[Path]], seeds: list[int]) -> tuple[dict, dict]:
+    """``kept probe`` per knowledge condition; ``(condition -> probe folder, method -> condition -> seeds)``."""
     from kept.probe.cli import main as probe_main
 
-    out = args.out / "probe"
-    if not (out / "metrics.json").exists():
-        argv = ["--data", str(args.out / "data" / "probe"), "--kg", str(args.out / "store"),
-                "--seen-kg", str(args.out / "seen_store"), "--mode", "both", "--out", str(out), "--no-progress"]
+    runs: dict[str, dict[str, list[int]]] = {}
+    for method in models:
+        for condition in get_method(method).knowledge_conditions or ("none",):
+            runs.setdefault(method, {})[condition] = seeds
+    folders = {}
+    for condition in dict.fromkeys(c for conds in runs.values() for c in conds):
+        out = folders[condition] = args.out / "probe" / condition
+        if (out / "metrics.json").exists():
+            continue
+        argv = ["--data", str(args.out / "data" / "probe"), "--kg", str(args.out / "store"), "--seen-kg",
+                str(args.out / "seen_store"), "--mode", "multi", "--out", str(out), "--no-progress",
+                "--knowledge", "full" if condition == "none" else condition]
         if args.probe_facts:
             argv += ["--max-facts", str(args.probe_facts)]
-        for dirs in models.values():
-            for d in dirs:
-                argv += ["--model", str(d), "--name", d.name]
-        log(f"probing {sum(map(len, models.values()))} models")
+        for method, conditions in runs.items():
+            if condition in conditions:
+                for d in models[method]:
+                    argv += ["--model", str(d), "--name", d.name]
+        log(f"probing, knowledge {condition}")
         if probe_main(argv) != 0:
             raise SystemExit("kept probe failed")
-    per_model = json.loads((out / "metrics.json").read_text())["models"]
-    table: dict = {}
-    for method, dirs in models.items():
-        for mode in ("single", "multi"):
-            for split in ("seen", "unseen", "all"):
-                for metric in ("p@1", "p@10", "mrr"):
-                    values = []
-                    for d in dirs:
-                        modes = per_model[d.name]["modes"].get(mode, {})
-                        macro = modes.get("macro") if split == "all" else modes.get(split, {}).get("macro")
-                        if macro and macro["n"]:
-                            values.append(100 * macro[metric])
-                    if values:
-                        table.setdefault(method, {}).setdefault(mode, {}).setdefault(split, {})[metric] = {
-                            "mean": round(float(np.mean(values)), 2), "std": round(float(np.std(values, ddof=1)), 2)
-                            if len(values) > 1 else 0.0, "runs": len(values)}
-    write_report(args, table)
-    return table
+    return folders, runs
 
 
-def write_report(args: argparse.Namespace, table: dict) -> None:
-    """``OUT/report.md`` and ``OUT/compare_<mode>.png``: mean ± std over seeds, seen vs unseen facts."""
-    from matplotlib.figure import Figure
+def cost_table(costs: dict, runs: dict[str, list[dict]], steps: int) -> dict:
+    """Per method: mean seconds per step (wall time of the run / steps), its ratio to mlm, peak memory."""
+    out = {"precompute_s": {k: v for k, v in costs.items() if k.endswith("_s")}, "methods": {}}
+    for method, rs in runs.items():
+        if rs:
+            step = sum(r["seconds"] for r in rs) / len(rs) / steps
+            out["methods"][method] = {"step_s": round(step, 3), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+    base = out["methods"].get(BASELINE, {}).get("step_s")
+    for m in out["methods"].values():
+        m["step_ratio_to_mlm"] = round(m["step_s"] / base, 2) if base else None
+    return out
 
-    lines = ["| method | mode | facts | P@1 | P@10 | MRR |", "|---|---|---|---:|---:|---:|"]
-    for method, modes in table.items():
-        for mode, splits in modes.items():
-            for split in ("seen", "unseen", "all"):
-                m = splits.get(split)
-                if m:
-                    cells = [f"{m[k]['mean']:.1f} ± {m[k]['std']:.1f}" for k in ("p@1", "p@10", "mrr")]
-                    lines.append(f"| {method} | {mode} | {split} | " + " | ".join(cells) + " |")
-    (args.out / "report.md").write_text("\n".join(lines) + "\n")
-    for mode in ("single", "multi"):
-        methods = [m for m in table if mode in table[m]]
-        if not methods:
-            continue
-        fig = Figure(figsize=(8, 4))
-        ax = fig.add_subplot()
-        width = 0.38
-        for j, split in enumerate(("seen", "unseen")):
-            means = [table[m][mode].get(split, {}).get("mrr", {}).get("mean", 0.0) for m in methods]
-            stds = [table[m][mode].get(split, {}).get("mrr", {}).get("std", 0.0) for m in methods]
-            ax.bar(np.arange(len(methods)) + (j - 0.5) * width, means, width, yerr=stds, capsize=3,
-                   label=f"{split} facts")
-        ax.set_xticks(np.arange(len(methods)), methods)
-        ax.set_ylabel("MRR (%)")
-        ax.set_title(f"T-REx cloze, {mode}-wordpiece mode: mean ± std over seeds")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.out / f"compare_{mode}.png", dpi=120)
+
+def options(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=Path, default=HERE / "budget.yaml",
+                   help="budget file: an 'experiment' section (the settings below) and a 'pretrain' section "
+                        "(LightningCLI model/data/trainer config for every run); default budget.yaml (CPU)")
+    p.add_argument("--lama", type=Path, default=data.SHARED / "lama", help="LAMA data (relations.jsonl + TREx/)")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "compare_methods", help="work and report folder")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--pretrained", type=Path, help="a Hugging Face BERT folder as the shared base (its vocab.txt)")
+    p.add_argument("--workers", type=int, default=None, help="linking processes (default: all cores)")
+    for key, value in DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list):
+            p.add_argument(flag, type=int, nargs="+", default=None, help=f"(budget default: {value})")
+        else:
+            p.add_argument(flag, type=type(value), default=None, help=f"(budget default: {value})")
+    args = p.parse_args(argv)
+    budget = yaml.safe_load(args.budget.read_text()) or {}
+    for key, value in {**DEFAULTS, **budget.get("experiment", {})}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.pretrain_config = args.out / "pretrain.yaml"
+    args.pretrain_config.write_text(yaml.safe_dump(budget.get("pretrain", {}), sort_keys=False))
+    args.vocab = VOCAB
+    args.budget_text = budget
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lama", type=Path, default=ROOT.parent / "shared" / "data" / "lama",
-                   help="LAMA data directory (relations.jsonl + TREx/); default ../shared/data/lama")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "compare_methods", help="work and report folder")
-    p.add_argument("--per-relation", type=int, default=300, help="facts per T-REx relation (default 300)")
-    p.add_argument("--seen-fraction", type=float, default=0.8, help="share of facts whose sentences are trained on")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the seen/unseen split (default 0)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps per run (default 500)")
-    p.add_argument("--transe-minutes", type=float, default=2.0, help="TransE training cap (default 2)")
-    p.add_argument("--workers", type=int, default=None, help="linking processes (default: all cores)")
-    p.add_argument("--probe-facts", type=int, default=0, help="probe the first N facts per relation (0: all)")
-    args = p.parse_args(argv)
-    start = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
-    info = {"data": make_data(args)}
-    info.update(make_kg(args))
-    models = {m: [train(args, m, s) for s in args.seeds] for m in args.methods}
-    info["probe"] = probe(args, models)
-    info["seconds"] = round(time.perf_counter() - start)
-    info["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-    (args.out / "results.json").write_text(json.dumps(info, indent=2) + "\n")
-    log(f"done in {info['seconds']} s; report: {args.out / 'report.md'}")
+    args = options(argv)
+    start, costs = time.perf_counter(), {}
+    info = {"data": data.make_data(args)}
+    info.update(make_kg(args, costs))
+    base = make_base(args, costs)
+    models, runs = {}, {}
+    for method in dict.fromkeys([BASELINE, *args.methods]):
+        trained = [train(args, method, seed, base) for seed in args.seeds]
+        models[method] = [d for d, _ in trained]
+        runs[method] = [r for _, r in trained if r is not None]
+    folders, conditions = probe(args, models, args.seeds)
+    table = analysis.analyse(folders, conditions)
+    results = {"command": " ".join(["experiments/compare_methods/run.py", *(argv if argv is not None else sys.argv[1:])]),
+               "seconds": round(time.perf_counter() - start), "budget": args.budget_text, "setup": info,
+               **table, "costs": cost_table(costs, runs, args.steps)}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report = ["# The knowledge study", "", f"`{results['command']}`: {results['seconds']} s.", "",
+              analysis.markdown(table), "", "Costs: " + json.dumps(results["costs"]), "",
+              "![P@1 of seen and unseen facts](study_multi.png)"]
+    (args.out / "report.md").write_text("\n".join(report) + "\n")
+    analysis.plot(table, args.out)
+    log(f"done in {results['seconds']} s: {args.out / 'results.json'}, {args.out / 'report.md'}")
     return 0
 
 
