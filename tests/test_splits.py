@@ -38,7 +38,7 @@ def test_the_shipped_sample_split_is_clean():
         sentences = [json.loads(line) for line in f]
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("compare_run", ROOT / "experiments" / "compare_methods" / "run.py")
+    spec = importlib.util.spec_from_file_location("study_data", ROOT / "experiments" / "compare_methods" / "study_data.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
     by_fact = compare.sentences_by_fact(sentences)

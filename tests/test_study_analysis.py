@@ -1,4 +1,4 @@
-"""experiments/compare_methods/analysis.py: the study table from probe outputs, checked by hand."""
+"""experiments/compare_methods/study_analysis.py: the study table from probe outputs, checked by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("study_analysis", ROOT / "experiments" / "compare_methods" / "analysis.py")
+spec = importlib.util.spec_from_file_location("study_analysis", ROOT / "experiments" / "compare_methods" / "study_analysis.py")
 analysis = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(analysis)
 

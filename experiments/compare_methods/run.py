@@ -5,7 +5,7 @@ seen in training, under every knowledge condition it supports, with intervals an
     .venv/bin/python experiments/compare_methods/run.py                                   # the CPU budget
     .venv/bin/python experiments/compare_methods/run.py --budget experiments/compare_methods/budget-gpu.yaml
 
-1. Data (``data.py``): the first ``per_relation`` LAMA T-REx facts of each relation with their
+1. Data (``study_data.py``): the first ``per_relation`` LAMA T-REx facts of each relation with their
    Wikipedia evidence sentences; a seeded ``seen_fraction`` of the facts is *seen* (their sentences,
    cropped around subject and object, are the training text), and facts that a training sentence names
    (subject and object) move to the seen side, so an unseen fact was never read. The KG holds all facts.
@@ -18,7 +18,7 @@ seen in training, under every knowledge condition it supports, with intervals an
    Each run is a subprocess: wall time and peak memory are its own.
 5. Probing: ``kept probe`` (multi-wordpiece mode, template queries) per knowledge condition: ``none``
    for methods that read no KG, and each condition a method supports (``full``, ``leave-one-out``, ``off``).
-6. ``OUT/results.json``, ``OUT/report.md``, ``OUT/study_multi.png`` (``analysis.py``): per method x
+6. ``OUT/results.json``, ``OUT/report.md``, ``OUT/study_multi.png`` (``study_analysis.py``): per method x
    condition x split the mean ± std over seeds and the paired difference to ``mlm`` with a 95 %
    bootstrap interval over facts; pre-computation seconds, step time relative to ``mlm``, peak memory.
 
@@ -39,8 +39,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import analysis  # noqa: E402
-import data  # noqa: E402
+import study_analysis as analysis  # noqa: E402
+import study_data as data  # noqa: E402
 
 from kept.methods import BASELINE, METHODS, get_method  # noqa: E402
 

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def compare_data():
-    """experiments/compare_methods/data.py: the study's data functions (one copy of each)."""
-    spec = importlib.util.spec_from_file_location("compare_data", ROOT / "experiments" / "compare_methods" / "data.py")
+    """experiments/compare_methods/study_data.py: the study's data functions (one copy of each)."""
+    spec = importlib.util.spec_from_file_location("compare_data", ROOT / "experiments" / "compare_methods" / "study_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
