@@ -65,15 +65,26 @@ class _DropNotices:
         return not any(notice in message for notice in LIBRARY_NOTICES)
 
 
+def _show_unless_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    if not any(notice in str(message) for notice in LIBRARY_NOTICES):
+        _show_unless_notice.original(message, category, filename, lineno, file, line)
+
+
 def quiet_library_notices() -> None:
     """Silence :data:`LIBRARY_NOTICES` (Lightning's log records and torch's FutureWarning); idempotent.
 
-    Everything else Lightning or torch reports (warnings about the run itself) still shows.
+    Everything else Lightning or torch reports (warnings about the run itself) still shows. The
+    warning is dropped where it would be *shown*, not by an "ignore" filter: Python does not cache
+    an ignored warning, so a filter would re-match every filter's regex on each of the per-step
+    warnings Lightning triggers (measured: TransE's lazy-Adam epoch 30 % slower), while a shown
+    warning is cached after its first time and costs nothing per step.
     """
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    if warnings.showwarning is not _show_unless_notice:
+        _show_unless_notice.original = warnings.showwarning
+        warnings.showwarning = _show_unless_notice
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
                  "lightning.pytorch.utilities.rank_zero"):
         logger = logging.getLogger(name)
