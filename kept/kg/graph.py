@@ -92,12 +92,8 @@ def to_networkx(store: KGStore, rows: np.ndarray | None = None, extra_nodes: Seq
 
 def _names(store: KGStore, ids: np.ndarray):
     """(id, (key, label)) for many ids, in SQL batches."""
-    ids = [int(i) for i in ids]
-    for i in range(0, len(ids), 900):
-        part = ids[i : i + 900]
-        q = f"SELECT id, key, label FROM entities WHERE id IN ({','.join('?' * len(part))})"
-        for row in store.db.execute(q, part):
-            yield row[0], (row[1], row[2])
+    for eid, key, label in _sql_rows(store, "SELECT id, key, label FROM entities WHERE id IN ({})", ids):
+        yield eid, (key, label)
 
 
 def to_dgl(store: KGStore):
@@ -158,32 +154,22 @@ def export_ntriples(store: KGStore, out: str | Path, rows: np.ndarray | None = N
             for i in range(0, len(rows), batch):
                 triples = np.asarray(store.triples[rows[i : i + batch]])
                 nodes = np.unique(np.concatenate([triples[:, 0], triples[:, 2]]))
-                g, keys = Graph(), _entity_names(store, Graph(), nodes[~written[nodes]])
-                keys.update(dict(_keys(store, nodes[written[nodes]])))
+                keys = {eid: key for eid, key in _sql_rows(store, "SELECT id, key FROM entities WHERE id IN ({})", nodes)}
+                names = _entity_names(store, Graph(), nodes[~written[nodes]])   # each entity's names once
                 written[nodes] = True
+                g = Graph()
                 for h, r, t in triples.tolist():
                     g.add((URIRef(entity_iri(keys[h])), rel_iris[r], URIRef(entity_iri(keys[t]))))
                 f.write(g.serialize(format="nt", encoding="utf-8"))
-                f.write(keys.graph.serialize(format="nt", encoding="utf-8"))
+                f.write(names.serialize(format="nt", encoding="utf-8"))
             rest = np.flatnonzero(~written) if everything else np.zeros(0, np.int64)
             for i in range(0, len(rest), batch):
-                f.write(_entity_names(store, Graph(), rest[i : i + batch]).graph.serialize(format="nt", encoding="utf-8"))
+                f.write(_entity_names(store, Graph(), rest[i : i + batch]).serialize(format="nt", encoding="utf-8"))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return len(rows)
-
-
-class _Keys(dict):
-    """entity id -> key, with the rdflib graph of the names written for them."""
-
-    graph = None
-
-
-def _keys(store: KGStore, ids: np.ndarray):
-    for row in _sql_rows(store, "SELECT id, key FROM entities WHERE id IN ({})", ids):
-        yield row[0], row[1]
 
 
 def _sql_rows(store: KGStore, query: str, ids: np.ndarray):
@@ -193,17 +179,15 @@ def _sql_rows(store: KGStore, query: str, ids: np.ndarray):
         yield from store.db.execute(query.format(",".join("?" * len(part))), part)
 
 
-def _entity_names(store: KGStore, g, ids: np.ndarray) -> _Keys:
-    """Add the names of entities ``ids`` (labels, descriptions, aliases, attributes) to ``g``; their keys."""
+def _entity_names(store: KGStore, g, ids: np.ndarray):
+    """``g`` with the names of entities ``ids`` added (labels, descriptions, aliases, attributes)."""
     from rdflib import Literal, URIRef
     from rdflib.namespace import RDFS, SKOS
 
-    keys = _Keys()
-    keys.graph = g
     iri = {}
     for eid, key, label, lang, description in _sql_rows(
             store, "SELECT id, key, label, lang, description FROM entities WHERE id IN ({})", ids):
-        keys[eid], iri[eid] = key, URIRef(entity_iri(key))
+        iri[eid] = URIRef(entity_iri(key))
         if label is not None:
             g.add((iri[eid], RDFS.label, Literal(label, lang=lang or None)))
         if description is not None:
@@ -213,7 +197,7 @@ def _entity_names(store: KGStore, g, ids: np.ndarray) -> _Keys:
     for eid, name, value in _sql_rows(store, "SELECT entity_id, name, value FROM attributes WHERE entity_id IN ({})",
                                       ids):
         g.add((iri[eid], URIRef(relation_iri(name)), Literal(value)))
-    return keys
+    return g
 
 
 def _relation_names(store: KGStore, g, rel_iris: dict) -> None:

@@ -159,8 +159,8 @@ def _run(args: argparse.Namespace) -> int:
     from kept.probe.scorers import load_scorer, read_method
 
     names = model_names(args.model, args.name)
-    for model_dir in args.model:  # every model checked before anything is read or written
-        method = read_method(model_dir)[0]
+    methods = [read_method(model_dir)[0] for model_dir in args.model]
+    for model_dir, method in zip(args.model, methods):  # every model checked before anything is read or written
         check_model_dir(model_dir, hf_config=method not in METHODS or METHODS[method].hf_masked_lm)
     relations = [r for value in args.relation or [] for r in value.split(",") if r] or None
     options = ProbeOptions(queries=args.queries, max_facts=args.max_facts, max_sentences=args.max_sentences,
@@ -176,7 +176,6 @@ def _run(args: argparse.Namespace) -> int:
 
         name_scorer = load_scorer(args.uhn_model, device=args.device) if args.uhn_model else None
         probe_set, uhn_removed = uhn_filter(probe_set, name_scorer, getattr(name_scorer, "tokenizer", None))
-    methods = [read_method(model_dir)[0] for model_dir in args.model]
     check_knowledge(args.model, methods, args.knowledge, args.kg)
     # "off": no store and no linker for the queries, so they carry no entity to inject
     store = open_store(args.kg) if args.kg and args.knowledge != "off" else None
@@ -187,8 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     models: dict = {}
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as predictions:
-        for name, model_dir in zip(names, map(Path, args.model)):
-            method, _ = read_method(model_dir)
+        for name, model_dir, method in zip(names, map(Path, args.model), methods):
             tokenizer = _tokenizer(model_dir, args.vocab)
             extra = {"dtype": args.dtype, "quantize": args.quantize, "batch_size": args.batch_size,
                      "tokenizer": tokenizer}
