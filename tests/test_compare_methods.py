@@ -20,7 +20,7 @@ def test_the_study_runs_end_to_end_at_a_tiny_size(tmp_path):
     spec.loader.exec_module(run)
     out = tmp_path / "study"
     assert run.main(["--out", str(out), "--lama", str(lama), "--per-relation", "4", "--seeds", "0", "--steps", "4", "--base-steps", "4",
-                     "--vocab-size", "800", "--transe-minutes", "0.1", "--workers", "0"]) == 0
+                     "--vocab-size", "800", "--transe-minutes", "0.1", "--workers", "0", "--jobs", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     for name, method in METHODS.items():                  # every method, in every condition it supports
         assert set(results["results"][name]) == set(method.knowledge_conditions or ("none",)), name

@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -48,7 +49,8 @@ ROOT = HERE.parents[1]
 VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"
 #: runner settings and their defaults (a budget file's ``experiment`` section and the flags override them)
 DEFAULTS = {"per_relation": 30, "seen_fraction": 0.8, "split_seed": 0, "seeds": [0, 1, 2], "steps": 400,
-            "base_steps": 600, "vocab_size": 4000, "crop_words": 4, "transe_minutes": 1.0, "probe_facts": 0}
+            "base_steps": 600, "vocab_size": 4000, "crop_words": 4, "transe_minutes": 1.0, "probe_facts": 0,
+            "jobs": 1}
 log = data.log
 
 
@@ -88,15 +90,22 @@ def make_kg(args: argparse.Namespace, costs: dict) -> dict:
             "transe": json.loads((store / "embeddings" / "transe" / "metrics.json").read_text()).get("test")}
 
 
-def pretrain(argv: list[str], log_file: Path) -> dict:
-    """``kept pretrain ARGV`` in a subprocess: ``{"seconds", "peak_rss_mb"}`` of that process alone."""
+def threads_per_job(jobs: int) -> int:
+    """CPU threads each of ``jobs`` parallel runs gets (all cores split evenly, at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def kept_command(command: str, argv: list[str], log_file: Path, threads: int) -> dict:
+    """``kept COMMAND ARGV`` in a subprocess with ``threads`` CPU threads: ``{"seconds", "peak_rss_mb"}``
+    of that process alone."""
     start = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log_file, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "kept.cli", "pretrain", *argv], stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "kept.cli", command, *argv], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"kept pretrain failed ({log_file})")
+        raise SystemExit(f"kept {command} failed ({log_file})")
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
@@ -111,12 +120,13 @@ def make_base(args: argparse.Namespace, costs: dict) -> Path | None:
         corpus = build_linked_corpus(args.out / "wiki_text" / "wiki.txt", args.out / "wiki", args.vocab, None,
                                      CorpusOptions(lang="en", phrases=None), workers=args.workers, progress=False)
         (args.out / "runs").mkdir(parents=True, exist_ok=True)
-        run = pretrain(["--method", BASELINE, "--config", str(args.pretrain_config), "--data.corpus", str(corpus.path),
+        run = kept_command("pretrain", ["--method", BASELINE, "--config", str(args.pretrain_config), "--data.corpus", str(corpus.path),
                         "--data.vocab", str(args.vocab), "--seed_everything", "0",
+                        "--data.init_args.fact_mask_prob", "0",          # WikiText-2 is linked to no KG
                         "--trainer.max_steps", str(args.base_steps), "--trainer.logger", "false",
                         "--trainer.enable_checkpointing", "false",
                         "--trainer.default_root_dir", str(args.out / "runs" / "base"), "--export", str(model)],
-                       args.out / "runs" / "base.log")
+                           args.out / "runs" / "base.log", threads_per_job(1))
         costs["base_s"] = run["seconds"]
         log(f"base model: {args.base_steps} steps on WikiText-2 in {run['seconds']:.0f} s")
     return model
@@ -140,20 +150,19 @@ def train(args: argparse.Namespace, method: str, seed: int, base: Path | None) -
     if base is not None:  # every method continues from the same base checkpoint
         argv += ["--model.init_args.pretrained", str(base)]
     argv += get_method(method).pretrain_args(store=args.out / "store", steps=args.steps)
-    run = pretrain(argv, run_dir / "train.log")
+    run = kept_command("pretrain", argv, run_dir / "train.log", threads_per_job(args.jobs))
     log(f"{method} seed {seed}: {args.steps} steps in {run['seconds']:.0f} s, peak {run['peak_rss_mb']} MB")
     return model, run
 
 
 def probe(args: argparse.Namespace, models: dict[str, list[Path]], seeds: list[int]) -> tuple[dict, dict]:
-    """``kept probe`` per knowledge condition; ``(condition -> probe folder, method -> condition -> seeds)``."""
-    from kept.probe.cli import main as probe_main
-
+    """``kept probe`` per knowledge condition (``--jobs`` at a time); ``(condition -> probe folder,
+    method -> condition -> seeds)``."""
     runs: dict[str, dict[str, list[int]]] = {}
     for method in models:
         for condition in get_method(method).knowledge_conditions or ("none",):
             runs.setdefault(method, {})[condition] = seeds
-    folders = {}
+    folders, commands = {}, []
     for condition in dict.fromkeys(c for conds in runs.values() for c in conds):
         out = folders[condition] = args.out / "probe" / condition
         if (out / "metrics.json").exists():
@@ -167,9 +176,12 @@ def probe(args: argparse.Namespace, models: dict[str, list[Path]], seeds: list[i
             if condition in conditions:
                 for d in models[method]:
                     argv += ["--model", str(d), "--name", d.name]
-        log(f"probing, knowledge {condition}")
-        if probe_main(argv) != 0:
-            raise SystemExit("kept probe failed")
+        commands.append((condition, argv))
+    (args.out / "probe").mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        log(f"probing, knowledge {', '.join(c for c, _ in commands) or '(all reused)'}")
+        list(pool.map(lambda c: kept_command("probe", c[1], args.out / "probe" / f"{c[0]}.log",
+                                             threads_per_job(args.jobs)), commands))
     return folders, runs
 
 
@@ -221,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     info = {"data": data.make_data(args)}
     info.update(make_kg(args, costs))
     base = make_base(args, costs)
-    models, runs = {}, {}
-    for method in dict.fromkeys([BASELINE, *args.methods]):
-        trained = [train(args, method, seed, base) for seed in args.seeds]
-        models[method] = [d for d, _ in trained]
-        runs[method] = [r for _, r in trained if r is not None]
+    todo = [(method, seed) for method in dict.fromkeys([BASELINE, *args.methods]) for seed in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:   # each run a subprocess with its share of the cores
+        trained = dict(zip(todo, pool.map(lambda job: train(args, *job, base), todo)))
+    models = {m: [trained[m, s][0] for s in args.seeds] for m, _ in todo}
+    runs = {m: [trained[m, s][1] for s in args.seeds if trained[m, s][1] is not None] for m, _ in todo}
     folders, conditions = probe(args, models, args.seeds)
     table = analysis.analyse(folders, conditions)
     results = {"command": " ".join(["experiments/compare_methods/run.py", *(argv if argv is not None else sys.argv[1:])]),

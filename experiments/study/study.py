@@ -36,7 +36,7 @@ class Prober:
     """Multi-mode template probing of the sample's probe set, split seen / unseen."""
 
     def __init__(self, data: Path, queries: str = "template"):
-        from kept.kg.linker import EntityLinker, LinkerConfig
+        from kept.kg.linking import EntityLinker, LinkerConfig
 
         from kept.kg.store import open_store
         from kept.probe.lama import load_probe_set
@@ -72,12 +72,11 @@ class Prober:
 
         tokenizer = load_tokenizer(model_dir)
         # the registry picks the scorer; "off" = no branches / entities, "none" for models that read no KG
-        scorer = load_scorer(model_dir, store=self.store, knowledge="full" if knowledge == "none" else knowledge,
-                             tokenizer=tokenizer)
+        condition = "full" if knowledge == "none" else knowledge
+        scorer = load_scorer(model_dir, store=self.store, knowledge=condition, tokenizer=tokenizer)
         builder = QueryBuilder(tokenizer, store=self.store, link=False, lang="en", linker=self.linker)
-        metrics, _ = probe_relations(scorer, builder, self.probe_set, ProbeOptions(queries=self.queries, modes=("multi",),
-                                                                                 progress=False),
-                                     self.seen_store)
+        options = ProbeOptions(queries=self.queries, modes=("multi",), progress=False, knowledge=condition)
+        metrics, _ = probe_relations(scorer, builder, self.probe_set, options, self.seen_store)
         m = metrics["multi"]
         return {split: {k: round(100 * m[split]["macro"][k], 2) for k in ("p@1", "mrr")} | {"n": m[split]["macro"]["n"]}
                 for split in ("seen", "unseen")}
@@ -101,7 +100,8 @@ def make_modules(args, method: str):
     common = dict(batch_size=args.batch_size, max_length=args.max_length, num_workers=0, seed=args.seed,
                   val_fraction=0.0, masking=args.masking, mask_prob=args.mask_prob, store=str(args.data / "store"),
                   max_entities=args.max_entities, branch_object_prob=args.branch_object_prob,
-                  branch_swap_prob=args.branch_swap_prob)
+                  branch_swap_prob=args.branch_swap_prob, fact_mask_prob=args.fact_mask_prob,
+                  fact_store=str(args.data / "store"))
     data_class, cls = resolve(m.datamodule), resolve(m.module)
     dm = data_class(corpus=corpus, vocab=vocab, **_accepted(data_class, common))
     extra = {m.module_store_kwarg: str(args.data / "store")} if m.module_store_kwarg else {}
@@ -270,6 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-entities", type=int, default=2)
     p.add_argument("--branch-object-prob", type=float, default=0.0)
     p.add_argument("--branch-swap-prob", type=float, default=0.0)
+    p.add_argument("--fact-mask-prob", type=float, default=0.0,
+                   help="mask each fact object span whole with this probability (kept.masking.facts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", type=int, default=20, help="diagnose: batches to inspect")

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from kept.data.examples import LinkedExample
+from kept.masking.facts import FactPairs, fact_object_spans, mask_fact_objects
 
 LEVELS = ("token", "basic", "word", "phrase", "entity")
 #: span fields painted over the basic units at each level, lowest priority first
@@ -216,13 +217,17 @@ class UnitMaskingCollator:
     seed: seed of the generator used when a call gives none (default 0).
     replace_per_unit: one 80/10/10 draw per unit (default True) or per token.
     pad_to_multiple_of: pad the length to a multiple of this (default None: longest in batch).
+    facts / fact_mask_prob: a :class:`~kept.masking.facts.FactPairs` of the corpus's KG store and
+        the probability of masking, whole, each linked span that is the object of a fact whose
+        subject is linked in the same sentence (default None / 0: no fact masking).
 
     Returns ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels``, int64 [B, L].
     """
 
     def __init__(self, vocab: MaskingVocab | Any, max_length: int = 128, level: str = "basic",
                  mask_prob: float = 0.15, max_predictions: int | None = None, seed: int = 0,
-                 replace_per_unit: bool = True, pad_to_multiple_of: int | None = None):
+                 replace_per_unit: bool = True, pad_to_multiple_of: int | None = None,
+                 facts: FactPairs | None = None, fact_mask_prob: float = 0.0):
         if max_length < 3:
             raise ValueError("max_length must leave room for [CLS], [SEP] and a token")
         self.vocab = vocab if isinstance(vocab, MaskingVocab) else MaskingVocab.from_tokenizer(vocab)
@@ -232,6 +237,19 @@ class UnitMaskingCollator:
         self.replace_per_unit, self.pad_to_multiple_of = replace_per_unit, pad_to_multiple_of
         self.level = level
         self._generator = torch.Generator().manual_seed(seed)
+        if not 0.0 <= fact_mask_prob <= 1.0:
+            raise ValueError(f"fact_mask_prob must be in [0, 1], got {fact_mask_prob}")
+        if fact_mask_prob > 0 and facts is None:
+            raise ValueError("fact_mask_prob > 0 needs the KG store's facts (a FactPairs)")
+        self.facts, self.fact_mask_prob = facts, fact_mask_prob
+
+    def mask_facts(self, examples: Sequence[LinkedExample], input_ids: np.ndarray, lengths: np.ndarray,
+                   masked: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Fact masking (:mod:`kept.masking.facts`) on top of a masked batch, in place; no-op when off."""
+        if self.facts is not None and self.fact_mask_prob > 0:
+            mask_fact_objects(masked, labels, torch.from_numpy(input_ids),
+                              fact_object_spans(examples, lengths, self.facts), self.fact_mask_prob,
+                              self.vocab.mask_id, generator or self._generator)
 
     @property
     def level(self) -> str:
@@ -287,6 +305,7 @@ class UnitMaskingCollator:
         masked, labels = mask_units(input_ids_t, torch.from_numpy(unit_ids), self.vocab, self.mask_prob,
                                     self.max_predictions, generator or self._generator,
                                     replace_per_unit=self.replace_per_unit)
+        self.mask_facts(examples, input_ids, lengths, masked, labels, generator)
         attention_mask = torch.arange(input_ids.shape[1]) < torch.from_numpy(lengths + 2)[:, None]   # [B, L]
         return {"input_ids": masked, "attention_mask": attention_mask.long(),
                 "token_type_ids": torch.zeros_like(input_ids_t), "labels": labels}

@@ -22,6 +22,7 @@ from kept.data.examples import LinkedCorpus
 from kept.data.loading import CorpusDataset, EpochBatchSampler, ResumableDataModule, split_indices
 from kept.data.tokenizer import load_tokenizer, vocab_is_uncased
 from kept.masking.ernie import CurriculumSchedule, UnitMaskingCollator
+from kept.masking.facts import FactPairs
 
 
 @dataclass
@@ -48,6 +49,17 @@ class SeededCollate:
         return self.collator([ex for _, _, ex in items], generator=generator, level=level)
 
 
+def linked_store(corpus: str | Path) -> str:
+    """The KG store a linked corpus was linked against (its meta.json ``store``); an error when none."""
+    import json
+
+    meta = Path(corpus) / "meta.json"
+    store = json.loads(meta.read_text()).get("store") if meta.exists() else None
+    if not store:
+        raise ValueError(f"{meta}: the corpus records no KG store (built without entity links): pass fact_store")
+    return store
+
+
 class PretrainDataModule(ResumableDataModule):
     """Masked batches from a linked corpus.
 
@@ -61,16 +73,22 @@ class PretrainDataModule(ResumableDataModule):
         num_workers: DataLoader workers (default 0). seed: order and masking seed (default 0).
         val_fraction: share of examples held out for validation (default 0.02, at least one
             example when > 0; 0 disables validation).
+        fact_mask_prob: probability of masking, whole, each linked span that is the object of a
+            fact whose subject is linked in the same sentence (:mod:`kept.masking.facts`; default 0).
+        fact_store: the KG store those facts come from (default None: the store the corpus was
+            linked against, as its meta.json records).
     """
 
     def __init__(self, corpus: str, vocab: str, masking: str = "token", batch_size: int = 32,
                  max_length: int = 128, mask_prob: float = 0.15, num_workers: int = 0, seed: int = 0,
-                 val_fraction: float = 0.02):
+                 val_fraction: float = 0.02, fact_mask_prob: float = 0.0, fact_store: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(vocab)
+        facts = FactPairs(fact_store or linked_store(corpus)) if fact_mask_prob > 0 else None
         self.collator = UnitMaskingCollator(self.tokenizer, max_length=max_length, level=masking,
-                                            mask_prob=mask_prob, seed=seed)
+                                            mask_prob=mask_prob, seed=seed, facts=facts,
+                                            fact_mask_prob=fact_mask_prob)
         self.curriculum: CurriculumSchedule | None = None  # set by MaskingCurriculum
         self.corpus: LinkedCorpus | None = None
 

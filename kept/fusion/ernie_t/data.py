@@ -152,16 +152,20 @@ class ErnieTDataModule(PretrainDataModule):
         store: the KG store the corpus was linked against (default None: the one recorded in the
             corpus's meta.json). The model takes its entity vectors from the same store.
         replace_prob / drop_prob: dEA noise, shares of aligned entities replaced / dropped (0.05 / 0.15).
+        fact_mask_prob: fact masking over ``store`` (as :class:`~kept.train.data.PretrainDataModule`).
     """
 
     def __init__(self, corpus: str, vocab: str, store: str | None = None, masking: str = "token",
                  batch_size: int = 32, max_length: int = 128, mask_prob: float = 0.15, replace_prob: float = 0.05,
-                 drop_prob: float = 0.15, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.02):
+                 drop_prob: float = 0.15, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.02,
+                 fact_mask_prob: float = 0.0):
+        store_path = resolve_store(corpus, store)
         super().__init__(corpus, vocab, masking=masking, batch_size=batch_size, max_length=max_length,
-                         mask_prob=mask_prob, num_workers=num_workers, seed=seed, val_fraction=val_fraction)
+                         mask_prob=mask_prob, num_workers=num_workers, seed=seed, val_fraction=val_fraction,
+                         fact_mask_prob=fact_mask_prob, fact_store=str(store_path))
         from kept.kg import open_store
 
-        self.store_path = resolve_store(corpus, store)
+        self.store_path = store_path
         self.num_entities = open_store(self.store_path).num_entities
         self.collator = ErnieTCollator(self.collator, self.num_entities, replace_prob, drop_prob)
 

@@ -161,6 +161,7 @@ class KBertMaskingCollator:
         masked, labels = mask_units(torch.from_numpy(input_ids), torch.from_numpy(unit_ids), m.vocab, m.mask_prob,
                                     m.max_predictions, generator or m._generator,
                                     replace_per_unit=m.replace_per_unit)                   # [B, Ls] each
+        m.mask_facts(examples, input_ids, lengths, masked, labels, generator)
         swaps = []
         if self.branch_object_prob > 0:  # also mask (all [MASK]) text copies of branch objects
             originals = [row[: n + 2] for row, n in zip(input_ids, lengths)]
@@ -203,14 +204,17 @@ class KBertDataModule(PretrainDataModule):
         branch_swap_prob: of those masked spans, the share whose object is replaced, in the branch
             and in the label, by another object of the same relation with as many tokens (default 0):
             the text alone cannot tell it, so copying from the branch pays off.
+        fact_mask_prob: fact masking over ``store`` (as :class:`~kept.train.data.PretrainDataModule`).
     ``max_length`` bounds the tree (sentence + branches), sentence cut at max_length - 2.
     """
 
     def __init__(self, corpus: str, vocab: str, store: str, max_entities: int = 2, with_predicate: bool = True,
                  language: str = "en", masking: str = "token", batch_size: int = 32, max_length: int = 128,
                  mask_prob: float = 0.15, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.02,
-                 pad_to_max_length: bool = False, branch_object_prob: float = 0.0, branch_swap_prob: float = 0.0):
-        super().__init__(corpus, vocab, masking, batch_size, max_length, mask_prob, num_workers, seed, val_fraction)
+                 pad_to_max_length: bool = False, branch_object_prob: float = 0.0, branch_swap_prob: float = 0.0,
+                 fact_mask_prob: float = 0.0):
+        super().__init__(corpus, vocab, masking, batch_size, max_length, mask_prob, num_workers, seed, val_fraction,
+                         fact_mask_prob, store)
         self.branches = BranchTable(store, self.tokenizer, language, max_entities, with_predicate, seed)
         builder = SentenceTreeBuilder(self.tokenizer, self.branches, max_length, add_sep=True,
                                       pad_to_max_length=pad_to_max_length)

@@ -45,6 +45,7 @@ from kept.fusion.uktp.data import (
     load_pairing,
 )
 from kept.masking.ernie import UnitMaskingCollator
+from kept.masking.facts import FactPairs
 from kept.train.mlm import MaskedLMModule, predicted_logits
 
 
@@ -230,19 +231,22 @@ class UktpDataModule(ResumableDataModule):
         num_workers: DataLoader workers (default 0). seed: order, pairing choice and masking seed (0).
         val_fraction: share of examples held out for validation (default 0.02; 0 disables it).
         cache_pairs: cache the corpus/store pairing in the corpus directory (default True).
+        fact_mask_prob: fact masking of the plain-MLM batches over ``store``
+            (:mod:`kept.masking.facts`; default 0).
     """
 
     def __init__(self, corpus: str, vocab: str, store: str, uktp_fraction: float = 0.5,
                  triple_elements: Sequence[str] = ("relation",), batch_size: int = 32,
                  max_length: int = 128, mask_prob: float = 0.15, max_label_tokens: int = 16, num_workers: int = 0,
-                 seed: int = 0, val_fraction: float = 0.02, cache_pairs: bool = True):
+                 seed: int = 0, val_fraction: float = 0.02, cache_pairs: bool = True, fact_mask_prob: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         if not 0.0 <= uktp_fraction <= 1.0:
             raise ValueError(f"uktp_fraction must lie in [0, 1], got {uktp_fraction}")
         self.tokenizer = load_tokenizer(vocab)
         self.mlm_collator = UnitMaskingCollator(self.tokenizer, max_length=max_length, level="token",
-                                                mask_prob=mask_prob, seed=seed)
+                                                mask_prob=mask_prob, seed=seed, fact_mask_prob=fact_mask_prob,
+                                                facts=FactPairs(store) if fact_mask_prob > 0 else None)
         self.corpus: LinkedCorpus | None = None
         self.pairing: TriplePairing | None = None
         self.uktp_collator: UktpCollator | None = None
