@@ -29,3 +29,15 @@ def test_prepare_train_and_probe_at_a_tiny_size(tmp_path):
     assert point["step"] == 3 and set(point) >= {"full", "leave-one-out", "off"}
     assert point["full"]["seen"]["n"] > 0 and point["full"]["unseen"]["n"] > 0
     assert set(curve["majority"]) == {"seen", "unseen", "all"}
+
+
+def test_the_committed_learning_curves_plot(tmp_path):
+    """docs/img/study_curves.png is drawn from the committed curves: every file the figure names exists
+    and has the conditions it plots."""
+    from PIL import Image
+
+    out = tmp_path / "curves.png"
+    subprocess.run([sys.executable, "experiments/study/plot_curves.py", "--out", str(out)], cwd=ROOT, check=True,
+                   capture_output=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
+    width, height = Image.open(out).size
+    assert 800 < width < 2000 and height > 400
