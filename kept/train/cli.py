@@ -14,7 +14,6 @@ in Hugging Face format at the end. The trainer defaults to
 
 from __future__ import annotations
 
-import json
 import sys
 import zipfile
 from argparse import RawDescriptionHelpFormatter
@@ -26,7 +25,9 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from kept.errors import InputError
 from kept.methods import METHODS, get_method
+from kept.progress import with_progress_bar
 from kept.runtime import quiet_library_notices
+from kept.train.export import finish_export
 
 
 def methods() -> list[str]:
@@ -47,6 +48,43 @@ class PretrainCLI(LightningCLI):
         trainer = self.config["trainer"]
         if trainer.get("precision") is None:
             trainer["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        check_logger_installed(trainer.get("logger"))
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # kept's progress bar (step S/MAX, no v_num) unless the bar is off or the user chose one
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        extra = with_progress_bar([*given, *callbacks], config.get("enable_progress_bar"))[len(given) + len(callbacks):]
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+
+#: logger class name -> (the module it needs, the pip extra that installs it)
+LOGGER_PACKAGES = {"TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
+def check_logger_installed(logger) -> None:
+    """InputError (one line, the install command) when ``--trainer.logger`` names a logger whose package is
+    missing, e.g. TensorBoardLogger without ``tensorboard``: ``pip install 'kept[tensorboard]'``."""
+    import importlib
+
+    loggers = logger if isinstance(logger, list) else [logger]
+    for item in loggers:
+        class_path = item.get("class_path") if hasattr(item, "get") else None
+        if not isinstance(class_path, str):
+            continue
+        need = LOGGER_PACKAGES.get(class_path.rpartition(".")[2])
+        if need is None:
+            continue
+        modules, extra = need
+        for module in modules:
+            try:
+                importlib.import_module(module)
+                break
+            except ImportError:
+                continue
+        else:
+            raise InputError(f"--trainer.logger {class_path.rpartition('.')[2]}: needs the {modules[0]} package, "
+                             f"which is not installed; pip install 'kept[{extra}]' (or pip install {modules[0]})")
 
 
 def _method_args(argv: list[str]) -> list[str]:
@@ -137,9 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     check_checkpoint(cli.config.get("ckpt_path"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"),
                     weights_only=True)  # a checkpoint someone sent cannot run code
+    _print_run_folders(cli.trainer)
     if cli.config.get("export"):
         out = Path(cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer))
-        if method is not None and not (out / "kept.json").exists():  # which method made it, for `kept probe`
-            (out / "kept.json").write_text(json.dumps({"method": method}) + "\n")
+        finish_export(out, method, cli.model, cli.datamodule, cli.trainer)  # kept.json, vocab.txt, README.md, modes
         print(f"exported the model in Hugging Face format to {out}")
     return 0
+
+
+def _print_run_folders(trainer) -> None:
+    """Say where the run's checkpoints and logs went (``--trainer.default_root_dir`` decides)."""
+    checkpoint = getattr(trainer, "checkpoint_callback", None)
+    if checkpoint is not None and checkpoint.dirpath:
+        latest = checkpoint.last_model_path or checkpoint.best_model_path
+        print(f"checkpoints: {checkpoint.dirpath}" + (f" (resume: --ckpt_path {latest})" if latest else ""))
+    if trainer.logger is not None and trainer.log_dir:
+        print(f"logs and config.yaml: {trainer.log_dir}")
