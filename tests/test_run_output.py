@@ -129,3 +129,28 @@ def test_tensorboard_logger_without_tensorboard_is_one_line(tmp_path, monkeypatc
     assert status == 2
     assert "pip install 'kept[tensorboard]'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_data_build_says_what_it_does_and_when_it_reused(tmp_path, capsys):
+    from kept.data.build import CorpusOptions, build_linked_corpus
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("paris is the capital of france .\nberlin is the capital of germany .\n" * 5)
+    options = CorpusOptions(min_phrase_count=2)
+    build_linked_corpus(texts, tmp_path / "corpus", VOCAB, None, options, workers=0)
+    first = capsys.readouterr().err
+    assert f"segmenting {texts} with no worker processes" in first and "reused" not in first
+    corpus = build_linked_corpus(texts, tmp_path / "corpus", VOCAB, None, options, workers=0)
+    second = capsys.readouterr().err
+    assert len(corpus) == 10 and second.strip() == f"{tmp_path / 'corpus'}: reused (built before from the same " \
+        "input, vocabulary, store and options)"
+
+
+def test_demo_stage_table():
+    from kept.demo import stage_table, timed
+
+    times: dict = {}
+    assert timed(times, "kg build", lambda x: x + 1, 1) == 2 and list(times) == ["kg build"]
+    table = stage_table({"kg build": 1.25, "pretrain ernie-baidu": 12.0}, 13.3).splitlines()
+    assert table[0].split() == ["stage", "seconds"] and table[-1].split() == ["total", "13.3"]
+    assert table[3].split() == ["pretrain", "ernie-baidu", "12.0"]

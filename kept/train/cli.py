@@ -8,7 +8,9 @@ which LightningModule, which data module, which callbacks); ``--config`` files
 and dotted flags then set the experiment (data paths, model size, steps). All of
 LightningCLI's flags work (``--print_config`` shows the resolved configuration).
 ``--ckpt_path`` resumes a run exactly; ``--export DIR`` writes the trained model
-in Hugging Face format at the end. The trainer defaults to
+in Hugging Face format at the end (with vocab.txt, a README.md model card and kept.json).
+Checkpoints, logs and the run's config.yaml go under ``--trainer.default_root_dir``
+(default runs/METHOD), in lightning_logs/version_N/. The trainer defaults to
 ``accelerator="auto"`` with bf16 mixed precision on GPUs and fp32 on CPU.
 """
 
@@ -85,6 +87,13 @@ def check_logger_installed(logger) -> None:
         else:
             raise InputError(f"--trainer.logger {class_path.rpartition('.')[2]}: needs the {modules[0]} package, "
                              f"which is not installed; pip install 'kept[{extra}]' (or pip install {modules[0]})")
+
+
+def run_folder(method: str | None) -> str | None:
+    """Where a run writes checkpoints, logs and its config.yaml unless ``--trainer.default_root_dir`` says:
+    ``runs/METHOD`` (as run_mlm.py's ``--output_dir``: one folder per run; Lightning adds
+    ``lightning_logs/version_N`` inside). None (Lightning's current directory) for a run without ``--method``."""
+    return None if method is None else str(Path("runs") / method)
 
 
 def _method_args(argv: list[str]) -> list[str]:
@@ -164,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
     try:
         cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
-                          trainer_defaults={"accelerator": "auto", "precision": None},
+                          trainer_defaults={"accelerator": "auto", "precision": None,
+                                            "default_root_dir": run_folder(method)},
                           parser_kwargs={"prog": "kept pretrain", "description": _description(), "formatter_class": _HelpFormatter,
                                          "default_env": False},
                           save_config_kwargs={"overwrite": True})
