@@ -115,6 +115,9 @@ def test_finish_export_makes_the_store_absolute(tmp_path, monkeypatch):
     finish_export(out, "uktp", None, SimpleNamespace(hparams={"store": "kg2"}), None)  # from the data module
     assert json.loads((out / "kept.json").read_text())["store"] == str(tmp_path / "kg2")
     assert "ErnieTFillMask" not in (out / "README.md").read_text()  # uktp: a stock BERT
+    (out / "kept.json").unlink()
+    finish_export(out, None, None, datamodule, None)  # a run from --config files alone: a plain BERT
+    assert not (out / "kept.json").exists() and (out / "vocab.txt").is_file()
 
 
 def test_tensorboard_logger_without_tensorboard_is_one_line(tmp_path, monkeypatch, capsys):

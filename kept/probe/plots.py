@@ -31,7 +31,8 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto S
 #: the figure width (inches at :data:`DPI`: 1,100 px)
 WIDTH, DPI = 10.0, 110
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-_MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
+#: the title of each probe mode's chart and report section
+MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
                 "multi": "all objects, ranked among the relation's distinct objects"}
 
 
@@ -119,7 +120,7 @@ def _mode_figure(models: dict, mode: str):
     axes[0].set_yticklabels(rows, fontsize=8)
     for ax in axes:
         ax.tick_params(axis="y", length=0)
-    fig.suptitle(f"{mode}: {_MODE_TITLES.get(mode, mode)}", fontsize=10)
+    fig.suptitle(f"{mode}: {MODE_TITLES.get(mode, mode)}", fontsize=10)
     handles, legend_labels = next(((h, lab) for h, lab in (a.get_legend_handles_labels() for a in axes) if h),
                                   ([], []))
     if handles:

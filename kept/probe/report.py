@@ -8,11 +8,7 @@ backend through ``matplotlib.figure.Figure`` (no pyplot state, no display needed
 
 from __future__ import annotations
 
-
-from kept.probe.plots import plot_report
-
-MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
-               "multi": "all objects, ranked among the relation's distinct objects"}
+from kept.probe.plots import MODE_TITLES, plot_report
 
 
 def _fmt(value: float | None) -> str:

@@ -115,8 +115,9 @@ def finish_export(out: str | Path, method: str | None, module: Any = None, datam
     store = info.get("store") or _data_store(datamodule)
     if store is not None:
         info["store"] = str(Path(store).resolve())  # one rule: the absolute path
-    info["kept_version"] = __version__
-    _write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    if "method" in info:  # no kept.json for a plain BERT: `kept probe` reads the folder as one
+        info["kept_version"] = __version__
+        _write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     tokenizer = getattr(datamodule, "tokenizer", None)
     if tokenizer is not None and not (out / "vocab.txt").is_file():
         write_vocab(out, tokenizer)
