@@ -43,22 +43,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    summaries = build_stores(args)
-    transe = {name: embed(args, name) for name in ("trex", "medical")}
-    corpus = link_corpus(args)
-    losses = {method: pretrain(args, method, corpus) for method in args.methods}
+    times: dict[str, float] = {}
+    summaries = timed(times, "kg build", build_stores, args)
+    transe = {name: timed(times, f"kg embed {name}", embed, args, name) for name in ("trex", "medical")}
+    corpus = timed(times, "data build", link_corpus, args)
+    losses = {method: timed(times, f"pretrain {method}", pretrain, args, method, corpus) for method in args.methods}
     print()
     for method, loss in losses.items():
         print(f"[pretrain] {method:<12} final train loss {loss.get('train', float('nan')):.3f}  "
               f"val loss {loss.get('val', float('nan')):.3f}  -> {args.out / 'models' / method}")
-    probe_metrics = probe(args)
+    probe_metrics = timed(times, "probe", probe, args)
     summary = {"stores": summaries, "transe": transe, "corpus": corpus.meta, "pretrain": losses,
-               "probe": probe_metrics, "seconds": round(time.perf_counter() - start, 1)}
+               "probe": probe_metrics, "stage_seconds": times, "seconds": round(time.perf_counter() - start, 1)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     report = write_report(args, summary)
+    print()
+    print(stage_table(times, summary["seconds"]))
     print(f"\ndone in {summary['seconds']} s; summary in {args.out / 'summary.json'}")
     print(f"report: {report}")
     return 0
+
+
+def timed(times: dict[str, float], stage: str, func, *args):
+    """``func(*args)``, its wall time recorded in ``times[stage]`` (seconds) and printed as ``[stage] N s``."""
+    start = time.perf_counter()
+    result = func(*args)
+    times[stage] = round(time.perf_counter() - start, 1)
+    print(f"[{stage}] {times[stage]:.1f} s", flush=True)
+    return result
+
+
+def stage_table(times: dict[str, float], total: float) -> str:
+    """The demo's stages and their seconds, as an aligned text table ending in the total."""
+    width = max(len("total"), *(len(stage) for stage in times))
+    lines = [f"{'stage':<{width}}  {'seconds':>8}", "-" * (width + 10)]
+    lines += [f"{stage:<{width}}  {seconds:>8.1f}" for stage, seconds in times.items()]
+    return "\n".join([*lines, "-" * (width + 10), f"{'total':<{width}}  {total:>8.1f}"])
 
 
 def probe(args: argparse.Namespace) -> dict:
@@ -101,6 +121,10 @@ def write_report(args: argparse.Namespace, summary: dict) -> Path:
         for mode, m in modes.items():
             lines.append(f"| {name} | {mode} | {m['n']:,} | {100 * m['p@1']:.1f} | {100 * m['p@10']:.1f} | "
                          f"{100 * m['mrr']:.1f} |")
+    if summary.get("stage_seconds"):
+        lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+        lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in summary["stage_seconds"].items()]
+        lines.append(f"| **total** | **{summary['seconds']:.1f}** |")
     for png in sorted((folder / "probe").glob("*.png")):
         lines += ["", f"![{png.stem}](probe/{png.name})"]
     lines += ["", f"These are {args.steps} training steps of a 2-layer BERT on a few thousand sentences: the numbers "

@@ -76,3 +76,19 @@ def check_model_dir(model_dir: str | Path, hf_config: bool = True) -> Path:
     elif present[0].endswith(".index.json"):
         _json_object(model_dir / present[0])
     return model_dir
+
+
+def recorded_store(model_dir: str | Path, info: dict) -> Path | None:
+    """The KG store an export's ``kept.json`` records (``info["store"]``), or None when it records none.
+
+    Exports record the store's absolute path (``kept.train.export``). Exports made before that rule
+    may hold a relative path: it is taken relative to the model folder when a store is there, else
+    relative to the current directory (where such exports were trained)."""
+    store = info.get("store")
+    if not store:
+        return None
+    path = Path(store)
+    if path.is_absolute():
+        return path
+    beside = Path(model_dir) / path
+    return beside if (beside / "meta.json").is_file() else path

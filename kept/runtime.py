@@ -54,6 +54,7 @@ def reuse_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int
 LIBRARY_NOTICES = (
     "💡 Tip: For seamless cloud",                                   # Lightning's adverts (litlogger, litmodels)
     "`isinstance(treespec, LeafSpec)` is deprecated",              # torch's pytree, triggered inside Lightning
+    "`tensorboardX` has been removed as a dependency",             # Lightning: CSV logs without tensorboard (README)
 )
 
 

@@ -411,5 +411,37 @@ def test_kept_pretrain_cli_ernie_t(trex, tmp_path, capsys):
     assert "Hugging Face format" in capsys.readouterr().out
     model = load_pretrained(tmp_path / "hf")
     assert (model.config.num_text_layers, model.config.num_aggregator_layers, model.config.entity_dim) == (1, 1, 32)
-    assert json.loads((tmp_path / "hf" / "kept.json").read_text())["store"] == str(trex["store"])
+    assert json.loads((tmp_path / "hf" / "kept.json").read_text())["store"] == str(trex["store"].resolve())
     assert list((tmp_path / "run").rglob("*.ckpt"))
+    assert (tmp_path / "hf" / "vocab.txt").read_text() == VOCAB.read_text()
+    assert "ErnieTFillMask" in (tmp_path / "hf" / "README.md").read_text()  # the card says how to fill masks
+
+
+def test_fill_mask_answers_like_the_pipeline(trex, tmp_path):
+    """ErnieTFillMask: the fill-mask pipeline's call and answer format, the scorer's numbers."""
+    from kept.fusion.ernie_t import ErnieTFillMask
+
+    tok = load_tokenizer(VOCAB)
+    module = ErnieTModule(vocab_size=len(tok), entity_store=str(trex["store"]), **{**TINY, "num_layers": 3},
+                          num_aggregator_layers=2).eval()
+    out = module.export_hf(tmp_path / "hf", tok)
+    fill = ErnieTFillMask.from_pretrained(out)
+    answer = fill("paris is the capital of [MASK] .", top_k=3)
+    assert len(answer) == 3 and all(set(a) == {"score", "token", "token_str", "sequence"} for a in answer)
+    assert [a["score"] for a in answer] == sorted((a["score"] for a in answer), reverse=True)
+    example = fill._example("paris is the capital of [MASK] .")
+    top = fill.scorer.mask_log_probs([example])[0][0].exp().topk(3)
+    assert [a["token"] for a in answer] == top.indices.tolist()
+    filled = example.input_ids.copy()
+    filled[example.input_ids == tok.mask_token_id] = answer[0]["token"]
+    assert answer[0]["sequence"] == tok.decode(filled.tolist(), skip_special_tokens=True)  # as the pipeline's
+    two = fill(["[MASK] is the capital of [MASK] .", "a [MASK] ."], top_k=2)
+    assert len(two) == 2 and len(two[0]) == 2 and len(two[0][0]) == 2 and len(two[1]) == 2
+    # with the store, a text's mentions are linked and their vectors change the answer
+    linked = ErnieTFillMask.from_pretrained(out, store=trex["store"])
+    corpus = LinkedCorpus(trex["corpus"])
+    text = next(corpus[i].text for i in range(40) if len(corpus[i].entity_ids))
+    words = text.split()
+    masked = " ".join(words[:-1] + ["[MASK]"])
+    assert len(linked._example(masked).entity_ids) and not len(fill._example(masked).entity_ids)
+    assert linked(masked, top_k=5) != fill(masked, top_k=5)

@@ -318,7 +318,11 @@ def test_kept_pretrain_uktp_cli_and_export(kg, corpus, tmp_path, capsys):
             "--export", str(tmp_path / "hf")]
     assert main(args) == 0
     assert "Hugging Face format" in capsys.readouterr().out
-    assert json.loads((tmp_path / "hf" / "kept.json").read_text()) == {"method": "uktp"}
+    from kept import __version__
+
+    # the store is recorded as every method records it: its absolute path
+    assert json.loads((tmp_path / "hf" / "kept.json").read_text()) == {
+        "method": "uktp", "store": str(kg.path.resolve()), "kept_version": __version__}
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "hf", local_files_only=True)
     assert type(model).__name__ == "BertForMaskedLM"
     assert list((tmp_path / "run").rglob("*.ckpt"))

@@ -19,6 +19,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,6 +166,7 @@ def build_linked_corpus(input_path: str | Path, out: str | Path, vocab: str | Pa
     store = Path(store) if store is not None else None
     key = cache_key(input_path, vocab, store, options)
     if is_linked_corpus(out) and json.loads((out / "meta.json").read_text()).get("cache_key") == key:
+        print(f"{out}: reused (built before from the same input, vocabulary, store and options)", file=sys.stderr)
         return LinkedCorpus(out)
     inputs = [input_path, vocab, *([store] if store else [])]
     check_output(out, overwrite=overwrite, is_ours=is_linked_corpus, what="linked corpus", inputs=inputs)
@@ -172,8 +174,10 @@ def build_linked_corpus(input_path: str | Path, out: str | Path, vocab: str | Pa
     if phrases == "learn":
         from kept.masking.phrases import learn_phrases
 
-        table = learn_phrases(read_texts(input_path, options.text_field), min_count=options.min_phrase_count,
-                              lang=options.lang)
+        texts = tqdm(read_texts(input_path, options.text_field), desc="learning phrases", unit=" texts",
+                     disable=not progress or None, mininterval=0.5)
+        table = learn_phrases(texts, min_count=options.min_phrase_count, lang=options.lang)
+        texts.close()
     tmp = prepare_output(out, overwrite=overwrite, is_ours=is_linked_corpus, what="linked corpus", inputs=inputs)
     try:
         if options.phrases == "learn":
@@ -182,7 +186,11 @@ def build_linked_corpus(input_path: str | Path, out: str | Path, vocab: str | Pa
         workers = mp.cpu_count() if workers is None else workers
         init_args = (str(vocab), str(store) if store else None, options, phrases)
         chunks = _chunks(read_texts(input_path, options.text_field), options.chunk_size)
-        bar = tqdm(desc="linking", unit=" texts", disable=not progress or None)
+        if progress:  # the workers' start (each loads the tokenizer and the store's linker) takes seconds
+            print(f"{'linking' if store else 'segmenting'} {input_path} with {workers or 'no'} worker process"
+                  f"{'' if workers == 1 else 'es'}{f' against {store}' if store else ''}", file=sys.stderr, flush=True)
+        bar = tqdm(desc="linking" if store else "segmenting", unit=" texts", disable=not progress or None,
+                   mininterval=0.5)
 
         def results() -> Iterator[LinkedExample]:
             if workers == 0:

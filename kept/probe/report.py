@@ -1,4 +1,4 @@
-"""Probe reports: a Markdown table and PNG bar charts of the metrics of one or more models.
+"""Probe reports: a Markdown table and PNG bar charts (:mod:`kept.probe.plots`) of the metrics of one or more models.
 
 ``metrics`` below is the ``"models"`` part of ``metrics.json``: model name ->
 ``{"model_dir", "method", "modes": {mode: {"relations", "macro", "micro", ["seen", "unseen"]}}}``
@@ -8,12 +8,7 @@ backend through ``matplotlib.figure.Figure`` (no pyplot state, no display needed
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
-MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
-               "multi": "all objects, ranked among the relation's distinct objects"}
+from kept.probe.plots import MODE_TITLES, plot_report
 
 
 def _fmt(value: float | None) -> str:
@@ -75,57 +70,4 @@ def markdown_report(models: dict, title: str = "Cloze probe") -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_report(models: dict, out_dir: str | Path) -> list[Path]:
-    """PNG bar charts under ``out_dir``: per mode, P@1 and MRR per relation with the models side by
-    side (``<mode>.png``), and seen vs unseen macro averages when split (``<mode>_seen.png``)."""
-    from matplotlib.figure import Figure
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = list(models)
-    width = 0.8 / max(1, len(names))
-    written = []
-    for mode in _modes(models):
-        relations = _relations(models, mode)
-        x = np.arange(len(relations) + 1)                                   # relations + the macro average
-        fig = Figure(figsize=(max(6.0, 0.55 * len(x) * max(1, len(names)) ** 0.5 + 2), 6.5))
-        for row, metric in enumerate(("p@1", "mrr")):
-            ax = fig.add_subplot(2, 1, row + 1)
-            for k, name in enumerate(names):
-                mode_metrics = models[name]["modes"].get(mode, {})
-                values = [(mode_metrics.get("relations", {}).get(r) or {}).get(metric) for r in relations]
-                values.append((mode_metrics.get("macro") or {}).get(metric))
-                heights = [np.nan if v is None else 100 * v for v in values]
-                ax.bar(x + (k - (len(names) - 1) / 2) * width, heights, width, label=name)
-            ax.set_ylabel(f"{metric.upper()} (%)")
-            ax.set_xticks(x)
-            ax.set_xticklabels([*relations, "macro"], rotation=60, fontsize=8)
-            ax.grid(axis="y", alpha=0.3)
-            if row == 0:
-                ax.set_title(f"{mode}: {MODE_TITLES.get(mode, mode)}", fontsize=10)
-                ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"{mode}.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-        split_models = [n for n in names if "seen" in models[n]["modes"].get(mode, {})
-                        or "unseen" in models[n]["modes"].get(mode, {})]
-        if split_models:
-            fig = Figure(figsize=(6.0, 3.8))
-            ax = fig.add_subplot(1, 1, 1)
-            x = np.arange(len(split_models))
-            for k, split in enumerate(("seen", "unseen")):
-                values = [((models[n]["modes"][mode].get(split) or {}).get("macro") or {}).get("p@1")
-                          for n in split_models]
-                heights = [np.nan if v is None else 100 * v for v in values]
-                ax.bar(x + (k - 0.5) * 0.4, heights, 0.4, label=f"{split} in KG")
-            ax.set_xticks(x)
-            ax.set_xticklabels(split_models, fontsize=8)
-            ax.set_ylabel("macro P@1 (%)")
-            ax.set_title(f"{mode}: facts seen in the KG store vs not", fontsize=10)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = out_dir / f"{mode}_seen.png"
-            fig.savefig(path, dpi=110)
-            written.append(path)
-    return written
+__all__ = ["MODE_TITLES", "markdown_report", "plot_report"]

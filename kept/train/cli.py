@@ -8,13 +8,14 @@ which LightningModule, which data module, which callbacks); ``--config`` files
 and dotted flags then set the experiment (data paths, model size, steps). All of
 LightningCLI's flags work (``--print_config`` shows the resolved configuration).
 ``--ckpt_path`` resumes a run exactly; ``--export DIR`` writes the trained model
-in Hugging Face format at the end. The trainer defaults to
+in Hugging Face format at the end (with vocab.txt, a README.md model card and kept.json).
+Checkpoints, logs and the run's config.yaml go under ``--trainer.default_root_dir``
+(default runs/METHOD), in lightning_logs/version_N/. The trainer defaults to
 ``accelerator="auto"`` with bf16 mixed precision on GPUs and fp32 on CPU.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import zipfile
 from argparse import RawDescriptionHelpFormatter
@@ -26,7 +27,9 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from kept.errors import InputError
 from kept.methods import METHODS, get_method
+from kept.progress import with_progress_bar
 from kept.runtime import quiet_library_notices
+from kept.train.export import finish_export
 
 
 def methods() -> list[str]:
@@ -47,6 +50,50 @@ class PretrainCLI(LightningCLI):
         trainer = self.config["trainer"]
         if trainer.get("precision") is None:
             trainer["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        check_logger_installed(trainer.get("logger"))
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # kept's progress bar (step S/MAX, no v_num) unless the bar is off or the user chose one
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        extra = with_progress_bar([*given, *callbacks], config.get("enable_progress_bar"))[len(given) + len(callbacks):]
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+
+#: logger class name -> (the module it needs, the pip extra that installs it)
+LOGGER_PACKAGES = {"TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
+def check_logger_installed(logger) -> None:
+    """InputError (one line, the install command) when ``--trainer.logger`` names a logger whose package is
+    missing, e.g. TensorBoardLogger without ``tensorboard``: ``pip install 'kept[tensorboard]'``."""
+    import importlib
+
+    loggers = logger if isinstance(logger, list) else [logger]
+    for item in loggers:
+        class_path = item.get("class_path") if hasattr(item, "get") else None
+        if not isinstance(class_path, str):
+            continue
+        need = LOGGER_PACKAGES.get(class_path.rpartition(".")[2])
+        if need is None:
+            continue
+        modules, extra = need
+        for module in modules:
+            try:
+                importlib.import_module(module)
+                break
+            except ImportError:
+                continue
+        else:
+            raise InputError(f"--trainer.logger {class_path.rpartition('.')[2]}: needs the {modules[0]} package, "
+                             f"which is not installed; pip install 'kept[{extra}]' (or pip install {modules[0]})")
+
+
+def run_folder(method: str | None) -> str | None:
+    """Where a run writes checkpoints, logs and its config.yaml unless ``--trainer.default_root_dir`` says:
+    ``runs/METHOD`` (as run_mlm.py's ``--output_dir``: one folder per run; Lightning adds
+    ``lightning_logs/version_N`` inside). None (Lightning's current directory) for a run without ``--method``."""
+    return None if method is None else str(Path("runs") / method)
 
 
 def _method_args(argv: list[str]) -> list[str]:
@@ -126,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
     try:
         cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
-                          trainer_defaults={"accelerator": "auto", "precision": None},
+                          trainer_defaults={"accelerator": "auto", "precision": None,
+                                            "default_root_dir": run_folder(method)},
                           parser_kwargs={"prog": "kept pretrain", "description": _description(), "formatter_class": _HelpFormatter,
                                          "default_env": False},
                           save_config_kwargs={"overwrite": True})
@@ -137,9 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     check_checkpoint(cli.config.get("ckpt_path"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"),
                     weights_only=True)  # a checkpoint someone sent cannot run code
+    _print_run_folders(cli.trainer)
     if cli.config.get("export"):
         out = Path(cli.model.export_hf(cli.config["export"], cli.datamodule.tokenizer))
-        if method is not None and not (out / "kept.json").exists():  # which method made it, for `kept probe`
-            (out / "kept.json").write_text(json.dumps({"method": method}) + "\n")
+        finish_export(out, method, cli.model, cli.datamodule, cli.trainer)  # kept.json, vocab.txt, README.md, modes
         print(f"exported the model in Hugging Face format to {out}")
     return 0
+
+
+def _print_run_folders(trainer) -> None:
+    """Say where the run's checkpoints and logs went (``--trainer.default_root_dir`` decides)."""
+    checkpoint = getattr(trainer, "checkpoint_callback", None)
+    if checkpoint is not None and checkpoint.dirpath:
+        latest = checkpoint.last_model_path or checkpoint.best_model_path
+        print(f"checkpoints: {checkpoint.dirpath}" + (f" (resume: --ckpt_path {latest})" if latest else ""))
+    if trainer.logger is not None and trainer.log_dir:
+        print(f"logs and config.yaml: {trainer.log_dir}")

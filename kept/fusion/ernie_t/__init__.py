@@ -6,6 +6,7 @@ Public names (imported on first use):
 * :mod:`kept.fusion.ernie_t.data`: ``ErnieTDataModule``, ``ErnieTCollator``, ``align_entities``, ``corrupt_alignments``, ``training_batch``
 * :mod:`kept.fusion.ernie_t.train`: ``ErnieTModule``, ``dea_loss``
 * :mod:`kept.fusion.ernie_t.scorer`: ``ErnieTScorer``
+* :mod:`kept.fusion.ernie_t.fill_mask`: ``ErnieTFillMask`` (``pipeline("fill-mask")`` for an export)
 """
 
 from kept._lazy import lazy_exports
@@ -25,6 +26,7 @@ _EXPORTS = {
     "ErnieTModule": "train",
     "dea_loss": "train",
     "ErnieTScorer": "scorer",
+    "ErnieTFillMask": "fill_mask",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

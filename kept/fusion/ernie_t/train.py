@@ -115,7 +115,7 @@ class ErnieTModule(PretrainModule):
         out = save_pretrained(self.model, out)
         tokenizer.save_pretrained(out)
         c = self.model.config
-        info = {"method": "ernie-t", "store": str(self.hparams.entity_store), "embedding": self.hparams.embedding,
+        info = {"method": "ernie-t", "store": str(Path(self.hparams.entity_store).resolve()),  # absolute: the rule "embedding": self.hparams.embedding,
                 "num_entities": c.num_entities, "entity_dim": c.entity_dim, "num_text_layers": c.num_text_layers,
                 "num_aggregator_layers": c.num_aggregator_layers}
         (out / "kept.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -14,7 +14,7 @@ from kept.fusion.kbert.branches import BranchTable
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
 from kept.kg.store import KGStore
-from kept.model_dir import check_model_dir
+from kept.model_dir import check_model_dir, recorded_store
 
 
 class KBertScorer:
@@ -53,7 +53,8 @@ class KBertScorer:
         check_model_dir(model_dir)
         if knowledge not in ("full", "leave-one-out", "off"):
             raise ValueError(f"knowledge must be 'full', 'leave-one-out' or 'off', not {knowledge!r}")
-        store = store if store is not None or knowledge == "off" else info.get("store")
+        if store is None and knowledge != "off":
+            store = recorded_store(model_dir, info)
         if store is None and knowledge != "off":
             raise ValueError(f"{model_dir}: K-BERT needs the KG store to inject branches; pass store=")
         if store is not None and not isinstance(store, KGStore) and not (Path(store) / "meta.json").exists():

@@ -27,6 +27,7 @@ from kept.kg.transe.data import TransEDataModule
 from kept.kg.transe.evaluate import evaluate_link_prediction
 from kept.kg.transe.io import read_json
 from kept.kg.transe.lightning import TransELightning
+from kept.progress import with_progress_bar
 from kept.runtime import quiet_library_notices, reuse_freed_memory
 
 
@@ -124,7 +125,8 @@ def train_transe(store: KGStore | str, config: TransEConfig | None = None, work_
     best = ModelCheckpoint(dirpath=work / "checkpoints", filename="best", monitor="valid/mrr", mode="max",
                            save_top_k=1, save_last=True, enable_version_counter=False)
     timer = EpochTimer()
-    callbacks = [best, timer, EarlyStopping(monitor="valid/mrr", mode="max", patience=config.patience)]
+    callbacks = with_progress_bar([best, timer, EarlyStopping(monitor="valid/mrr", mode="max", patience=config.patience)],
+                                  progress)  # "epoch E/MAX", no v_num
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
         check_val_every_n_epoch=config.eval_every, num_sanity_val_steps=0, use_distributed_sampler=False,
