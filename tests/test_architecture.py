@@ -17,7 +17,7 @@ PACKAGE = ROOT / "kept"
 #: the one-way order of docs/architecture.md, lowest first; a module belongs to the longest prefix
 #: that names it, and may import only from its own layer or lower ones
 LAYERS = [
-    ["kept", "kept.runtime", "kept._lazy", "kept.data.examples"],   # package root, process settings, the record type
+    ["kept", "kept.runtime", "kept.flags", "kept._lazy", "kept.data.examples"],   # package root, process settings, the record type
     ["kept.kg.sources"],                                             # readers, one per format
     ["kept.kg"],                                                     # store, build, graph adapters
     ["kept.kg.transe", "kept.kg.linking"],                           # TransE, entity linking
