@@ -204,6 +204,7 @@ def test_shrink_keeps_the_command_and_its_flags():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~3 min on 2 idle cores (the tiny demo is most of it); more on a shared machine
 def test_docs_commands_run_as_written(tmp_path):
     repo, env = _workspace(tmp_path)
     timings = []

@@ -1,4 +1,4 @@
-"""``kept link STORE``: link entity mentions in texts to a KG store.
+"""``kept link --store STORE``: link entity mentions in texts to a KG store.
 
 The work is done by :mod:`kept.kg.linking.linker` (imported only when the command runs, so
 ``kept --help`` stays fast). The alias index is cached in ``STORE/linker/<hash>/``
