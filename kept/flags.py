@@ -36,11 +36,11 @@ VOCABULARY: tuple[Flag, ...] = (
     Flag("KG store", "--store STORE",
          "the KG store directory the command reads (`kept kg build --out` makes one)",
          "`link`, `data build`, `pretrain` (kbert, ernie-t, uktp), `finetune`, `probe` "
-         "(`--seen-store` for the seen/unseen split); `kept kg info|export|embed STORE` take it first",
+         "(`--seen-store` for the seen/unseen split); `kept kg info/export/embed STORE` take it first",
          "`kept link STORE`, `--kg` (probe, finetune), `--seen-kg` (probe), `--model.entity_store` (ernie-t)"),
-    Flag("language", "--lang en|zh",
-         "language of the text: tokenisation, word units, linker stop words (`kg build`: label languages, "
-         "comma list)",
+    Flag("language", "--lang LANG",
+         "`en` or `zh`, the language of the text: tokenisation, word units, linker stop words "
+         "(`kg build`: label languages, a comma list)",
          "`kg build`, `link`, `data build`, `pretrain` (kbert), `finetune`, `probe`", ""),
     Flag("device", "--device auto",
          "where models run: `auto` = CUDA when available, else CPU; `cpu`, `cuda` (probe also `cuda:N`)",
