@@ -212,7 +212,7 @@ def test_shrink_keeps_the_command_and_its_flags():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # ~3 min on 2 idle cores (the tiny demo is most of it); more on a shared machine
+@pytest.mark.timeout(1800)  # not yet timed on idle cores; the tiny demo alone took 77 s on a shared 2-core machine
 def test_docs_commands_run_as_written(tmp_path):
     repo, env = _workspace(tmp_path)
     timings = []
