@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-## The main job, end to end on the shipped sample data.
+## The main job, end to end on the shipped sample data (more flags: make demo DEMO_ARGS="--steps 100").
+DEMO_ARGS ?=
 demo: install
-	$(VENV)/bin/kept demo --data kg_data --out runs/demo
+	$(VENV)/bin/kept demo --data kg_data --out runs/demo $(DEMO_ARGS)
 
 ## The test suite.
 test: install

@@ -176,7 +176,7 @@ def run_quality(args: argparse.Namespace, work: Path) -> dict:
 
             print(f"  training TransE on the {store_name} store ({args.transe_minutes} min at most)", flush=True)
             kept_main(["kg", "embed", str(store_dir), "--max-minutes", str(args.transe_minutes),
-                       "--accelerator", "cpu", "--no-progress"])
+                       "--device", "cpu", "--no-progress"])
             store = open_store(store_dir)
         gold = gold_by_text(sentences)
         texts = list(gold)

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from kept.flags import add_no_progress, quiet_progress
 from kept.methods import METHODS, get_method
 
 #: (store name, input path relative to the data folder, build options)
@@ -38,11 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="corpus-linking processes (default: all cores)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                    help=f"pretraining methods to run (default: all {len(METHODS)})")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    quiet_progress(args.no_progress)
     times: dict[str, float] = {}
     summaries = timed(times, "kg build", build_stores, args)
     transe = {name: timed(times, f"kg embed {name}", embed, args, name) for name in ("trex", "medical")}
@@ -87,7 +90,7 @@ def probe(args: argparse.Namespace) -> dict:
 
     out = args.out / "report" / "probe"
     print(f"\n[probe] {len(args.methods)} models on {args.data / 'trex' / 'probe'}", flush=True)
-    argv = ["--data", str(args.data / "trex" / "probe"), "--kg", str(args.out / "stores" / "trex"),
+    argv = ["--data", str(args.data / "trex" / "probe"), "--store", str(args.out / "stores" / "trex"),
             "--out", str(out), "--mode", "both", "--no-progress"]
     for method in args.methods:
         argv += ["--model", str(args.out / "models" / method), "--name", method]
@@ -155,7 +158,7 @@ def link_corpus(args: argparse.Namespace):
     print(f"\n[data build] linking {src} to the trex store", flush=True)
     corpus = build_linked_corpus(src, args.out / "corpus" / "trex", args.data / "vocab" / "bert-base-uncased-vocab.txt",
                                  args.out / "stores" / "trex", CorpusOptions(lang="en"), workers=args.workers,
-                                 overwrite=True)  # the demo owns its output folder
+                                 progress=not args.no_progress, overwrite=True)  # the demo owns its output folder
     m = corpus.meta
     print(f"[data build] {m['examples']:,} sentences, {m['tokens']:,} tokens, {m['entities']:,} linked mentions")
     return corpus
@@ -171,7 +174,7 @@ def pretrain(args: argparse.Namespace, method: str, corpus) -> dict:
             "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(max(args.steps // 2, 1)),
             "--trainer.default_root_dir", str(run_dir), "--trainer.logger.class_path",
             "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(run_dir),
-            "--export", str(args.out / "models" / method)]
+            "--export", str(args.out / "models" / method)] + (["--no-progress"] if args.no_progress else [])
     overlay = Path("experiments") / "demo" / f"{method}.yaml"
     if overlay.exists():  # the method's own settings (its KG store, ERNIE-T's layer split)
         argv[4:4] = ["--config", str(overlay)]
@@ -206,7 +209,7 @@ def build_stores(args: argparse.Namespace) -> dict:
         if not src.exists():
             raise FileNotFoundError(f"shipped sample {src} is missing; run from the repository root or pass --data")
         print(f"[kg build] {name}: {src}", flush=True)
-        options = BuildOptions(reader=ReaderOptions(**opts), overwrite=True)
+        options = BuildOptions(reader=ReaderOptions(**opts), overwrite=True, progress=not args.no_progress)
         report = build_store([(src, None)], stores / name, options)
         c = report.meta["counts"]
         summaries[name] = {"entities": c["entities"], "relations": c["relations"], "triples": c["triples"],

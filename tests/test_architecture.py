@@ -17,7 +17,7 @@ PACKAGE = ROOT / "kept"
 #: the one-way order of docs/architecture.md, lowest first; a module belongs to the longest prefix
 #: that names it, and may import only from its own layer or lower ones
 LAYERS = [
-    ["kept", "kept.runtime", "kept.progress", "kept._lazy", "kept.data.examples"],  # root, process settings, bars, the record
+    ["kept", "kept.runtime", "kept.progress", "kept.flags", "kept._lazy", "kept.data.examples"],  # root, process settings, bars, flags, the record
     ["kept.kg.sources"],                                             # readers, one per format
     ["kept.kg"],                                                     # store, build, graph adapters
     ["kept.kg.transe", "kept.kg.linking"],                           # TransE, entity linking

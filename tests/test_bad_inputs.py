@@ -145,7 +145,7 @@ def _tsv(tmp_path, train=b"label\ttext_a\n0\tgood\n1\tbad\n"):
 
 
 FT = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64", "--no-progress",
-      "--accelerator", "cpu", "--max-steps", "1", "--vocab", str(VOCAB)]
+      "--device", "cpu", "--max-steps", "1", "--vocab", str(VOCAB)]
 
 
 @pytest.mark.parametrize("payload", [b"0\tgood\n1\tok\n\x89PNG\r\n\x1a\n\xff\xd8\x00\x10\n", b"0\tgood\n1\tok\nab\x00cd\n"])
@@ -165,7 +165,7 @@ def test_finetune_bad_kg(tmp_path, capsys, kind):
         (kg / "meta.json").write_bytes(b"\x00\x01garbage")
     elif kind == "a file":
         kg.write_text("x")
-    status = main(["finetune", "--data", str(data), "--out", str(tmp_path / "run"), "--kg", str(kg), *FT])
+    status = main(["finetune", "--data", str(data), "--out", str(tmp_path / "run"), "--store", str(kg), *FT])
     _err(capsys, status, kg)
     assert not (tmp_path / "run").exists()
 

@@ -13,7 +13,7 @@ from kept.train.finetune import main, read_labelled
 
 ZH_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt"
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64", "--no-progress",
-        "--accelerator", "cpu"]
+        "--device", "cpu"]
 
 
 def _write(path, rows, header="label\ttext_a"):
@@ -90,7 +90,7 @@ def test_finetune_cli_with_and_without_knowledge(tmp_path, with_kg, medical_stor
     args = ["--data", str(data), "--out", str(tmp_path / "run"), *TINY, "--epochs", "2", "--batch-size", "16",
             "--lr", "2e-3", "--max-length", "48", "--seed", "3"]
     if with_kg:
-        args += ["--kg", str(medical_store.path), "--max-entities", "2"]
+        args += ["--store", str(medical_store.path), "--max-branches", "2"]
     assert main(args) == 0
     assert "test accuracy" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -128,7 +128,7 @@ def test_finetune_from_a_local_checkpoint_and_step_limit(tmp_path, capsys):
     data = _synthetic(tmp_path, n_train=40, n_eval=16)
     assert main(["--data", str(data), "--out", str(tmp_path / "run"), "--pretrained", str(tmp_path / "mlm"),
                  "--max-steps", "3", "--batch-size", "8", "--max-length", "48", "--no-progress",
-                 "--accelerator", "cpu"]) == 0
+                 "--device", "cpu"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["evaluated"] == "final model"  # stopped before the epoch's validation
     from kept.train.finetune import SentenceClassifier
@@ -148,4 +148,4 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
-    assert "--kg" in capsys.readouterr().out
+    assert "--store" in capsys.readouterr().out

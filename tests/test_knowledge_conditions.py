@@ -116,9 +116,9 @@ def test_probe_cli_requires_the_store_and_a_supported_condition(kg, tmp_path, ca
     from kept.probe.cli import check_knowledge
 
     store, _ = kg
-    with pytest.raises(ValueError, match=r"kb is a kbert model, which reads the KG at probe time: give --kg STORE"):
+    with pytest.raises(ValueError, match=r"kb is a kbert model, which reads the KG at probe time: give --store STORE"):
         check_knowledge(["kb"], ["kbert"], "full", None)
-    with pytest.raises(ValueError, match="give --kg"):
+    with pytest.raises(ValueError, match="give --store"):
         check_knowledge(["kb"], ["kbert"], "leave-one-out", None)
     check_knowledge(["kb"], ["kbert"], "off", None)                         # the model alone: no store needed
     check_knowledge(["m", "kb"], [None, "kbert"], "leave-one-out", str(store.path))

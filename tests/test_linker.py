@@ -396,14 +396,14 @@ def test_cli_end_to_end(toy_store, tmp_path, capsys):
 
     shutil.copytree(toy_store.path, tmp_path / "store")
     store = str(tmp_path / "store")
-    assert main(["link", store, "--text", "Paris, son of Priam, met Helen.", "--no-progress"]) == 0
+    assert main(["link", "--store", store, "--text", "Paris, son of Priam, met Helen.", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [(m["surface"], m["key"]) for m in out["mentions"]] == [("Paris", "Q3"), ("Priam", "Q17"),
                                                                    ("Helen", "Q7")]
     assert {"start", "end", "entity_id", "label", "score"} <= set(out["mentions"][0])
 
     (tmp_path / "in.txt").write_text("New York City\n\nthe US and France\n", encoding="utf-8")
-    assert main(["link", store, "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o.jsonl"),
+    assert main(["link", "--store", store, "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o.jsonl"),
                  "--no-progress"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["text"] for r in rows] == ["New York City", "", "the US and France"]
@@ -411,13 +411,13 @@ def test_cli_end_to_end(toy_store, tmp_path, capsys):
 
     with gzip.open(tmp_path / "in.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write(json.dumps({"id": 7, "body": "南京市长江大桥"}, ensure_ascii=False) + "\n")
-    assert main(["link", store, "--input", str(tmp_path / "in.jsonl.gz"), "--field", "body", "--lang", "zh",
+    assert main(["link", "--store", store, "--input", str(tmp_path / "in.jsonl.gz"), "--field", "body", "--lang", "zh",
                  "--jieba-boundaries", "--out", str(tmp_path / "zh.jsonl"), "--no-progress"]) == 0
     (row,) = [json.loads(x) for x in (tmp_path / "zh.jsonl").read_text(encoding="utf-8").splitlines()]
     assert row["id"] == 7 and [m["surface"] for m in row["mentions"]] == ["长江大桥"]
 
-    assert main(["link", store, "--input", str(tmp_path / "in.jsonl.gz"), "--out", str(tmp_path / "x.jsonl"),
+    assert main(["link", "--store", store, "--input", str(tmp_path / "in.jsonl.gz"), "--out", str(tmp_path / "x.jsonl"),
                  "--no-progress"]) == 2
     assert "in.jsonl.gz:1: no string field 'text'" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
-    assert main(["link", store, "--input", str(tmp_path / "in.txt"), "--no-progress"]) == 2
+    assert main(["link", "--store", store, "--input", str(tmp_path / "in.txt"), "--no-progress"]) == 2

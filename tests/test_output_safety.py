@@ -314,7 +314,7 @@ def test_link_out_into_a_read_only_folder(toy_store_dir, texts, tmp_path, capsys
     folder = tmp_path / "ro"
     folder.mkdir()
     with read_only(folder):
-        rc, err = run(["link", str(toy_store_dir), "--input", str(texts), "--out", str(folder / "l.jsonl"),
+        rc, err = run(["link", "--store", str(toy_store_dir), "--input", str(texts), "--out", str(folder / "l.jsonl"),
                        "--no-progress"], capsys)
     assert_refused(rc, err, folder, "Permission denied")
     assert list(folder.iterdir()) == []
@@ -324,7 +324,7 @@ def test_link_out_into_a_read_only_folder(toy_store_dir, texts, tmp_path, capsys
 def test_link_out_refuses_the_input_and_folders(toy_store_dir, texts, capsys, which):
     out = texts if which == "the input" else texts.parent
     before = snapshot(texts.parent)
-    rc, err = run(["link", str(toy_store_dir), "--input", str(texts), "--out", str(out), "--no-progress"], capsys)
+    rc, err = run(["link", "--store", str(toy_store_dir), "--input", str(texts), "--out", str(out), "--no-progress"], capsys)
     assert_refused(rc, err, out, "is the input" if which == "the input" else "is a directory")
     assert snapshot(texts.parent) == before
 

@@ -118,3 +118,27 @@ def test_every_stock_bert_method_starts_from_a_pretrained_checkpoint(name, tmp_p
                                                intermediate_size=32)
     assert not torch.equal(scratch.model.bert.embeddings.word_embeddings.weight,
                            base.bert.embeddings.word_embeddings.weight)
+
+
+def test_method_help_describes_every_model_and_data_argument(capsys):
+    """`kept pretrain --method NAME --help` lists the method's model and data arguments, each with a description
+    (LightningCLI takes it from the class docstring's Args section: one `name: text` line per argument)."""
+    import re
+
+    from kept.methods import METHODS
+    from kept.train.cli import method_help
+
+    for name, method in METHODS.items():
+        text = method_help(method)
+        options = re.findall(r"^  (--(?:model|data)\.\w+)(?: \S+)?\n?\s*(.*)$", text, flags=re.M)
+        assert len(options) > 5, (name, text[:500])
+        undescribed = [flag for flag, first in options if first.startswith("(type:") or first.startswith("(required,")]
+        assert not undescribed, f"{name}: no description for {undescribed}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--method", "mlm", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    flat = " ".join(out.split())
+    assert "[--method METHOD]" in flat and "one of: " + ", ".join(METHODS) in flat
+    assert re.search(r"--model\.pretrained PRETRAINED\s+a local BERT directory", out)
+    assert re.search(r"--data\.corpus CORPUS\s+a linked-corpus directory", out)

@@ -364,7 +364,7 @@ def test_cli_two_models_metrics_report_plots(constant_model, random_model, token
     b = save_model(random_model, tokenizer, tmp_path / "rand")
     out = tmp_path / "out"
     rc = main(["--model", str(a), "--model", str(b), "--name", "const", "--name", "rand", "--data", str(probe_dir),
-               "--relation", "P19", "--kg", str(tiny_store.path), "--seen-kg", str(tiny_store.path),
+               "--relation", "P19", "--store", str(tiny_store.path), "--seen-store", str(tiny_store.path),
                "--out", str(out), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "metrics.json").read_text())

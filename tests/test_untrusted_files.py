@@ -52,7 +52,7 @@ def store(built_store, tmp_path):
 
 
 def link(store: Path, capsys) -> tuple[int, list, str]:
-    rc = main(["link", str(store), "--text", TEXT, "--no-progress"])
+    rc = main(["link", "--store", str(store), "--text", TEXT, "--no-progress"])
     captured = capsys.readouterr()
     return rc, json.loads(captured.out)["mentions"] if rc == 0 else None, captured.err
 

@@ -167,7 +167,7 @@ def probe(args: argparse.Namespace, models: dict[str, list[Path]], seeds: list[i
         out = folders[condition] = args.out / "probe" / condition
         if (out / "metrics.json").exists():
             continue
-        argv = ["--data", str(args.out / "data" / "probe"), "--kg", str(args.out / "store"), "--seen-kg",
+        argv = ["--data", str(args.out / "data" / "probe"), "--store", str(args.out / "store"), "--seen-store",
                 str(args.out / "seen_store"), "--mode", "multi", "--out", str(out), "--no-progress",
                 "--knowledge", "full" if condition == "none" else condition]
         if args.probe_facts:

@@ -52,7 +52,7 @@ def make_data(args: argparse.Namespace) -> dict:
     with gzip.open(data / "train_sentences.jsonl.gz", "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in train)
     (data / "seen_facts.txt").write_text("".join(f"{uuid}\n" for uuid in sorted(seen)))
-    # the seen facts as N-Triples (labels kept): the store `kept probe --seen-kg` splits by
+    # the seen facts as N-Triples (labels kept): the store `kept probe --seen-store` splits by
     seen_triples = {(s["sub_uri"], s["predicate"], s["obj_uri"]) for s in train}
     with gzip.open(data / "trex_facts.nt.gz", "rt", encoding="utf-8") as src, \
             gzip.open(data / "seen_facts.nt.gz", "wt", encoding="utf-8") as dst:

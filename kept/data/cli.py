@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kept.flags import add_no_progress, quiet_progress
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build linked corpora for pretraining",
@@ -30,18 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--overwrite", action="store_true",
                    help="replace an existing linked corpus at --out (never another folder)")
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores; 0: none)")
+    add_no_progress(b)
     b.set_defaults(func=_build)
 
 
 def _build(args: argparse.Namespace) -> int:
     from kept.data.build import CorpusOptions, build_linked_corpus
 
+    quiet_progress(args.no_progress)
     options = CorpusOptions(lang=args.lang, max_tokens=args.max_tokens,
                             phrases=None if args.phrases == "none" else args.phrases,
                             min_phrase_count=args.min_phrase_count, text_field=args.field,
                             link_threshold=args.threshold, jieba_boundaries=args.jieba_boundaries)
     corpus = build_linked_corpus(args.input, args.out, args.vocab, args.store, options, workers=args.workers,
-                                 overwrite=args.overwrite)
+                                 progress=not args.no_progress, overwrite=args.overwrite)
     m = corpus.meta
     print(f"{args.out}: {m['examples']:,} texts, {m['tokens']:,} tokens, {m['entities']:,} linked mentions")
     return 0

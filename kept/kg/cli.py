@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kept.flags import add_no_progress
 from kept.kg.sources import FORMATS
 from kept.kg.transe.cli import register_embed
 
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="triples held in memory before spilling to disk (default: 4194304)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store once the new one is built")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(b)
     b.set_defaults(func=_build)
 
     i = kg_sub.add_parser("info", help="print a store's summary", description="Print a store's counts and sources.")

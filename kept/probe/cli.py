@@ -1,7 +1,7 @@
 """``kept probe``: LAMA-style cloze probing of one or more models.
 
     kept probe --model runs/demo/models/mlm [--model DIR --name NAME ...] \\
-        --data kg_data/trex/probe --out runs/probe [--kg STORE] [--seen-kg STORE] ...
+        --data kg_data/trex/probe --out runs/probe [--store STORE] [--seen-store STORE] ...
 
 Writes ``OUT/metrics.json`` (options and, per model and mode, metrics per relation,
 macro and micro averages, seen/unseen splits), ``OUT/report.md`` (Markdown tables),
@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from kept.flags import add_deprecated, add_device, add_no_progress, quiet_progress, resolve_device
 from kept.methods import METHODS
 from kept.probe.lama import ProbeDataError, load_probe_set, read_common_vocab
 from kept.probe.probe import ProbeOptions, probe_relations
@@ -66,27 +67,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="multi mode: longest object in wordpieces (default 10)")
     p.add_argument("--filter-objects", action="store_true",
                    help="leave other true objects of the same subject out of the ranking")
-    p.add_argument("--kg", metavar="STORE",
+    p.add_argument("--store", dest="kg", metavar="STORE",
                    help="KG store: subjects whose sub_uri is a key get their entity, the linker marks the rest; "
                         "knowledge methods (kbert, ernie-t) use it")
-    p.add_argument("--no-link", action="store_true", help="with --kg: mark subjects by sub_uri only, no linker")
+    add_deprecated(p, "--kg", "--store", dest="kg")
+    p.add_argument("--no-link", action="store_true", help="with --store: mark subjects by sub_uri only, no linker")
     p.add_argument("--knowledge", choices=("full", "leave-one-out", "off"), default="full",
                    help="what models that read the KG at probe time (kbert, ernie-t) may use: full = the KG as "
                         "built (default), leave-one-out = the KG minus each probed triple (kbert), off = no KG, "
-                        "the model alone; full and leave-one-out need --kg")
-    p.add_argument("--seen-kg", metavar="STORE",
+                        "the model alone; full and leave-one-out need --store")
+    p.add_argument("--seen-store", dest="seen_kg", metavar="STORE",
                    help="split metrics by whether the fact's (sub_uri, relation, obj_uri) triple is in this store")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="word units and linker language (default en)")
     p.add_argument("--vocab", metavar="FILE", help="vocab.txt for models saved without their tokenizer")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_deprecated(p, "--seen-kg", "--seen-store", dest="seen_kg")
+    add_device(p, lightning=False)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="plain BERT models: weights and activations (default float32)")
     p.add_argument("--quantize", action="store_true",
-                   help="plain BERT models on CPU: int8 dynamic quantisation of the Linear layers "
-                        "(~3x float32 speed, >200 queries/s for BERT-base on 2 cores; same top-1, ranks may move)")
+                   help="plain BERT models on CPU (--device auto then picks the CPU): int8 dynamic quantisation "
+                        "of the Linear layers (~3x float32 speed, >200 queries/s for BERT-base on 2 cores; same top-1, ranks may move)")
     p.add_argument("--batch-size", type=int, default=128, help="queries per forward pass (default 128)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(p)
 
 
 
@@ -126,7 +129,7 @@ def _modes(mode: str | None, protocol: str) -> tuple[str, ...]:
 
 def check_knowledge(model_dirs: list[str], methods: list[str | None], knowledge: str, kg: str | None) -> None:
     """A ValueError when a model that reads the KG at probe time cannot have the ``knowledge`` condition:
-    no ``--kg`` (probing it without its store would silently be ``off``), or a condition it lacks."""
+    no ``--store`` (probing it without its store would silently be ``off``), or a condition it lacks."""
     for model_dir, name in zip(model_dirs, methods):
         method = METHODS.get(name) if name else None
         if method is None or not method.knowledge_at_probe:
@@ -135,7 +138,7 @@ def check_knowledge(model_dirs: list[str], methods: list[str | None], knowledge:
             raise ValueError(f"{model_dir}: {name} supports --knowledge {' / '.join(method.knowledge_conditions)}, "
                              f"not {knowledge}")
         if knowledge != "off" and kg is None:
-            raise ValueError(f"{model_dir} is a {name} model, which reads the KG at probe time: give --kg STORE "
+            raise ValueError(f"{model_dir} is a {name} model, which reads the KG at probe time: give --store STORE "
                              f"(or --knowledge off to probe the model alone)")
 
 
@@ -158,6 +161,9 @@ def _run(args: argparse.Namespace) -> int:
     from kept.probe.report import markdown_report, plot_report
     from kept.probe.scorers import load_scorer, read_method
 
+    # "auto": CUDA when available, else CPU (int8 --quantize runs on CPU only); metrics.json records the device
+    args.device = "cpu" if args.quantize and args.device == "auto" else resolve_device(args.device)
+    quiet_progress(args.no_progress)
     names = model_names(args.model, args.name)
     methods = [read_method(model_dir)[0] for model_dir in args.model]
     for model_dir, method in zip(args.model, methods):  # every model checked before anything is read or written

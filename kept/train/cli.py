@@ -12,6 +12,8 @@ in Hugging Face format at the end (with vocab.txt, a README.md model card and ke
 Checkpoints, logs and the run's config.yaml go under ``--trainer.default_root_dir``
 (default runs/METHOD), in lightning_logs/version_N/. The trainer defaults to
 ``accelerator="auto"`` with bf16 mixed precision on GPUs and fp32 on CPU.
+``kept pretrain --method NAME --help`` also lists the arguments of the method's
+model and data classes, each with its description.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ from jsonargparse import DefaultHelpFormatter
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from kept.errors import InputError
-from kept.methods import METHODS, get_method
+from kept.flags import LIGHTNING_DEVICES, quiet_progress, rewrite_args
+from kept.methods import METHODS, Method, get_method, resolve
 from kept.progress import with_progress_bar
 from kept.runtime import quiet_library_notices
 from kept.train.export import finish_export
+
+#: the flags every kept command shares (kept/flags.py) -> the data-module argument each one sets
+DATA_ALIASES = {"--store": "store", "--lang": "language", "--workers": "num_workers", "--max-branches": "max_entities"}
+#: spellings of the store from before the shared vocabulary: they still work, with a notice
+DEPRECATED_ALIASES = {"--model.entity_store": "--store", "--model.init_args.entity_store": "--store"}
 
 
 def methods() -> list[str]:
@@ -43,6 +51,9 @@ class PretrainCLI(LightningCLI):
                             help="checkpoint to resume from (exactly, mid-epoch included)")
         parser.add_argument("--export", type=str | None, default=None,
                             help="after training, write the model in Hugging Face format to this directory")
+        parser.add_argument("--method", type=str | None, default=None,
+                            help="the pretraining method, one of: " + ", ".join(METHODS) + " (its config "
+                                 "kept/train/configs/NAME.yaml is read first; give it on the command line)")
         parser.link_arguments("data", "model.init_args.vocab_size", apply_on="instantiate",
                               compute_fn=lambda data: data.vocab_size)
 
@@ -97,8 +108,9 @@ def run_folder(method: str | None) -> str | None:
 
 
 def _method_args(argv: list[str]) -> list[str]:
-    """Replace ``--method NAME`` by ``--config <the method's config>``."""
-    out, i = [], 0
+    """Move ``--method NAME`` to the front, preceded by ``--config <the method's config>`` (so that flags
+    given before ``--method`` apply on top of the method's classes)."""
+    out, first, i = [], [], 0
     while i < len(argv):
         arg = argv[i]
         name = None
@@ -111,10 +123,43 @@ def _method_args(argv: list[str]) -> list[str]:
             i += 1
             continue
         try:
-            out.extend(["--config", str(get_method(name).config)])
+            first = ["--config", str(get_method(name).config), "--method", name]
         except ValueError as exc:
             raise SystemExit(f"kept pretrain: {exc}") from None
-    return out
+    return first + out
+
+
+def alias_args(argv: list[str], method: Method | None = None) -> list[str]:
+    """``argv`` with the shared flags (README, "Flags used by every command") turned into LightningCLI keys.
+
+    ``--store S`` -> ``--data.init_args.store S``, ``--lang L`` -> ``...language``, ``--workers N`` ->
+    ``...num_workers``, ``--max-branches N`` -> ``...max_entities`` (each only for a method whose data module
+    takes it: a SystemExit naming the method otherwise), ``--device D`` -> ``--trainer.accelerator D``,
+    ``--no-progress`` -> ``--trainer.enable_progress_bar false``; the deprecated ``--model.entity_store S``
+    (ERNIE-T) -> ``--data.init_args.store S`` with a notice. method: the ``--method`` given, if any.
+    """
+    import inspect
+
+    params = inspect.signature(resolve(method.datamodule).__init__).parameters if method is not None else None
+
+    def data(flag: str, key: str):
+        def to(value: str | None) -> list[str]:
+            if params is not None and key not in params:
+                raise SystemExit(f"kept pretrain: {flag}: method {method.name} does not take it "
+                                 f"({method.datamodule} has no argument {key!r})")
+            return [f"--data.init_args.{key}", value]
+        return to
+
+    def device(value: str | None) -> list[str]:
+        if value not in LIGHTNING_DEVICES:
+            raise SystemExit(f"kept pretrain: --device {value}: choose one of {', '.join(LIGHTNING_DEVICES)}")
+        return ["--trainer.accelerator", value]
+
+    aliases = {flag: data(flag, key) for flag, key in DATA_ALIASES.items()}
+    aliases.update({old: data(new, "store") for old, new in DEPRECATED_ALIASES.items()})
+    aliases["--device"] = device
+    aliases["--no-progress"] = lambda _: ["--trainer.enable_progress_bar", "false"]
+    return rewrite_args(argv, aliases, switches=["--no-progress"], deprecated=DEPRECATED_ALIASES)
 
 
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -125,7 +170,27 @@ def _description() -> str:
     """The module docstring plus one line per registered method (``kept pretrain --help``)."""
     width = max(len(name) for name in METHODS)
     lines = [f"  {name:<{width}}  {m.description}" for name, m in METHODS.items()]
-    return __doc__ + "\nMethods (--method NAME):\n" + "\n".join(lines) + "\n"
+    shared = "\n".join(f"  {flag:<22}  = {target}" for flag, target in (
+        ("--store STORE", "--data.store (kbert, ernie-t, uktp)"), ("--lang en|zh", "--data.language (kbert)"),
+        ("--workers N", "--data.num_workers"), ("--max-branches N", "--data.max_entities (kbert)"),
+        ("--device auto|cpu|cuda", "--trainer.accelerator (default auto)"),
+        ("--no-progress", "--trainer.enable_progress_bar false")))
+    return (__doc__ + "\nMethods (--method NAME):\n" + "\n".join(lines) + "\n\nFlags shared with the other kept "
+            "commands (README, \"Flags used by every command\"):\n" + shared + "\n")
+
+
+def method_help(method: Method) -> str:
+    """The arguments of ``method``'s model and data classes with their descriptions (``--method NAME --help``)."""
+    from jsonargparse import ArgumentParser
+
+    parts = []
+    for key, path in (("model", method.module), ("data", method.datamodule)):
+        parser = ArgumentParser(prog="kept pretrain", formatter_class=DefaultHelpFormatter)
+        parser.add_class_arguments(resolve(path), key, skip={"vocab_size"})
+        text = parser.format_help().split("\n\n", 1)[1]
+        text = text.split("\n\n", 1)[1] if text.startswith("options:") else text  # drop -h
+        parts.append(f"{method.name}'s {key} ({path}; also as --{key}.init_args.NAME):\n" + text.split("\n", 1)[1])
+    return "\n".join(parts)
 
 
 def check_checkpoint(ckpt_path: str | None) -> None:
@@ -169,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if not named and not asks_help:
         raise SystemExit(f"kept pretrain: give --method NAME, one of {', '.join(METHODS)} (or a --config that "
                          "names the model and data classes); `kept pretrain --help` describes them")
-    argv = _method_args(argv)
+    if "--no-progress" in argv:
+        quiet_progress()
+    argv = alias_args(_method_args(argv), METHODS.get(method))
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are `argv`: LightningCLI must not also see ours
     try:
         cli = PretrainCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=argv,
@@ -178,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
                           parser_kwargs={"prog": "kept pretrain", "description": _description(), "formatter_class": _HelpFormatter,
                                          "default_env": False},
                           save_config_kwargs={"overwrite": True})
+    except SystemExit as exc:
+        if method is not None and any(a in ("-h", "--help") for a in argv) and not exc.code:
+            print("\n" + method_help(METHODS[method]))
+        raise
     except (ValueError, TypeError) as exc:  # jsonargparse wraps what a class raised while instantiated
         raise _input_error_in(exc) or exc from None
     finally:
         sys.argv = saved
+    method = method or cli.config.get("method")  # a saved config.yaml records it
     check_checkpoint(cli.config.get("ckpt_path"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"),
                     weights_only=True)  # a checkpoint someone sent cannot run code

@@ -66,11 +66,13 @@ class PretrainDataModule(ResumableDataModule):
     Args:
         corpus: a linked-corpus directory (``kept data build`` writes one).
         vocab: the BERT ``vocab.txt`` the corpus was tokenised with (or a tokenizer directory).
-        masking: masking level when no curriculum is given: ``"token"`` (plain BERT
-            MLM, default), ``"basic"``, ``"word"``, ``"phrase"`` or ``"entity"``.
-        batch_size: examples per batch (default 32). max_length: tokens per sequence
-            including [CLS]/[SEP] (default 128). mask_prob: selection probability (0.15).
-        num_workers: DataLoader workers (default 0). seed: order and masking seed (default 0).
+        masking: masking level when no curriculum is given: ``token`` (plain BERT MLM, default),
+            ``basic``, ``word``, ``phrase`` or ``entity``.
+        batch_size: examples per batch (default 32).
+        max_length: tokens per sequence including [CLS]/[SEP] (default 128).
+        mask_prob: share of tokens (or units) selected for prediction (default 0.15).
+        num_workers: DataLoader worker processes (default 0; ``--workers`` sets it).
+        seed: order and masking seed (default 0).
         val_fraction: share of examples held out for validation (default 0.02, at least one
             example when > 0; 0 disables validation).
         fact_mask_prob: probability of masking, whole, each linked span that is the object of a

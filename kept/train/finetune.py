@@ -1,6 +1,6 @@
 """``kept finetune``: sentence classification with or without K-BERT knowledge.
 
-    kept finetune --data ../shared/data/corpus/zh/book_review --kg runs/demo/stores/hownet \\
+    kept finetune --data ../shared/data/corpus/zh/book_review --store runs/demo/stores/hownet \\
         --out runs/finetune/book_review-hownet --epochs 1
 
 Reads ``label<TAB>text`` files (``train``, ``dev``, ``test`` as ``.tsv`` or ``.tsv.gz`` in
@@ -10,11 +10,11 @@ directory (``--pretrained``; any BERT, a kept export included) or a fresh small 
 Lightning Trainer, keeps the checkpoint with the best dev accuracy, and writes
 ``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) to ``--out``.
 
-With ``--kg STORE`` every sentence becomes a K-BERT sentence tree: Chinese (``--lang zh``,
+With ``--store STORE`` every sentence becomes a K-BERT sentence tree: Chinese (``--lang zh``,
 default) is segmented with jieba using the store's subject labels as user words, one token
-per character as in K-BERT, and every word that is a subject gets up to ``--max-entities``
+per character as in K-BERT, and every word that is a subject gets up to ``--max-branches``
 branches (relation + object, or the object alone with ``--no-predicate``); English uses the
-entity linker's spans. Without ``--kg`` the same model reads the plain sentences.
+entity linker's spans. Without ``--store`` the same model reads the plain sentences.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedExample
+from kept.flags import LIGHTNING_DEVICES, add_deprecated, add_device, add_no_progress, quiet_progress
 from kept.fusion.kbert.branches import BranchTable
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
@@ -261,8 +262,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--limit-eval", type=int, default=None, help="use the first N dev and test rows (default: all)")
     data.add_argument("--lang", choices=["zh", "en"], default="zh", help="zh: characters + jieba (default); en")
     kg = p.add_argument_group("knowledge (K-BERT)")
-    kg.add_argument("--kg", type=Path, default=None, help="KG store directory; omit for no knowledge")
-    kg.add_argument("--max-entities", type=int, default=2, help="branches per word at most (default 2)")
+    kg.add_argument("--store", dest="kg", type=Path, default=None, help="KG store directory; omit for no knowledge")
+    kg.add_argument("--max-branches", dest="max_entities", type=int, default=2,
+                    help="branches per word at most (default 2)")
+    add_deprecated(kg, "--kg", "--store", dest="kg", type=Path)
+    add_deprecated(kg, "--max-entities", "--max-branches", dest="max_entities", type=int)
     kg.add_argument("--no-predicate", action="store_true", help="branch = object only (default: relation+object)")
     kg.add_argument("--branch-seed", type=int, default=0, help="seed of the branch choice (default 0)")
     model = p.add_argument_group("model")
@@ -285,11 +289,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (default: epochs decide)")
     train.add_argument("--val-every", type=int, default=None, help="evaluate on dev every N steps (default: epoch)")
     train.add_argument("--seed", type=int, default=7)
-    train.add_argument("--num-workers", type=int, default=0)
-    train.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
+    train.add_argument("--workers", dest="num_workers", type=int, default=0, help="DataLoader workers (default 0)")
+    add_deprecated(train, "--num-workers", "--workers", dest="num_workers", type=int)
+    add_device(train, dest="accelerator")
+    add_deprecated(train, "--accelerator", "--device", dest="accelerator", choices=LIGHTNING_DEVICES)
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(train)
 
 
 
@@ -378,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     from kept.runtime import quiet_library_notices
 
     quiet_library_notices()
-    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    quiet_progress(args.no_progress)
+    return run(args)
 
 
 if __name__ == "__main__":

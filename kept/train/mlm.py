@@ -67,14 +67,19 @@ class MaskedLMModule(PretrainModule):
     """BERT masked-LM pretraining.
 
     Args:
-        vocab_size: tokenizer vocabulary size (linked from the data module by ``kept pretrain``).
-        pretrained: local BERT checkpoint directory to start from (default: train from scratch).
-        hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings,
-        dropout: model size for from-scratch runs (default: a small 4-layer BERT).
-        lr: peak AdamW learning rate (default 5e-4). weight_decay: AdamW weight
-            decay, not applied to biases and LayerNorm weights (default 0.01).
-        warmup_steps: linear warm-up steps, then linear decay to 0 at the trainer's
-            last step (default 100).
+        vocab_size: tokenizer vocabulary size (set from the data module by ``kept pretrain``).
+        pretrained: a local BERT directory to start from (``save_pretrained`` format, e.g. a kept export;
+            never a hub name, nothing is downloaded); the size arguments are then ignored (default None:
+            a fresh BERT of the sizes below).
+        hidden_size: hidden size of a fresh model (default 256).
+        num_layers: transformer layers of a fresh model (default 4).
+        num_heads: attention heads of a fresh model; must divide hidden_size (default 4).
+        intermediate_size: feed-forward size of a fresh model (default 1024).
+        max_position_embeddings: longest sequence a fresh model can read (default 512).
+        dropout: hidden and attention dropout of a fresh model (default 0.1).
+        lr: peak AdamW learning rate (default 5e-4).
+        weight_decay: AdamW weight decay, not applied to biases and LayerNorm weights (default 0.01).
+        warmup_steps: linear warm-up steps, then linear decay to 0 at the trainer's last step (default 100).
         seed: seed of the per-step dropout RNG (default 0).
     """
 

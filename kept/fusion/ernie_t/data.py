@@ -146,12 +146,14 @@ def resolve_store(corpus: str | Path, store: str | Path | None) -> Path:
 class ErnieTDataModule(PretrainDataModule):
     """ERNIE-T batches from a linked corpus (everything of :class:`~kept.train.data.PretrainDataModule`).
 
+    corpus, vocab, masking, batch_size, max_length, mask_prob, num_workers, seed and val_fraction are
+    as :class:`~kept.train.data.PretrainDataModule`'s (masking defaults to "token", as ERNIE).
+
     Args:
-        corpus, vocab, masking, batch_size, max_length, mask_prob, num_workers, seed, val_fraction:
-            as :class:`~kept.train.data.PretrainDataModule` (masking defaults to "token", as ERNIE).
         store: the KG store the corpus was linked against (default None: the one recorded in the
-            corpus's meta.json). The model takes its entity vectors from the same store.
-        replace_prob / drop_prob: dEA noise, shares of aligned entities replaced / dropped (0.05 / 0.15).
+            corpus's meta.json; ``--store`` sets it). The model takes its entity vectors from it.
+        replace_prob: dEA noise: share of aligned entities replaced by another entity (default 0.05).
+        drop_prob: dEA noise: share of aligned entities dropped (default 0.15).
         fact_mask_prob: fact masking over ``store`` (as :class:`~kept.train.data.PretrainDataModule`).
     """
 

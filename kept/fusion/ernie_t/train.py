@@ -35,17 +35,24 @@ class ErnieTModule(PretrainModule):
     """ERNIE (Tsinghua) pretraining: masked LM + denoising entity auto-encoder (dEA).
 
     Args:
-        vocab_size: tokenizer vocabulary size (linked from the data module by ``kept pretrain``).
+        vocab_size: tokenizer vocabulary size (set from the data module by ``kept pretrain``).
         entity_store: KG store whose entity vectors the model uses (default None: the data module's
-            ``store_path``, taken when training starts). embedding: which of the store's vectors
-            (default "transe"); their dimension is the entity dimension.
-        pretrained: local BERT checkpoint directory to start from (default: from scratch). Its
-            layers become N = L - M text layers and M aggregators; the size arguments are ignored.
-        hidden_size, num_heads, intermediate_size, max_position_embeddings, dropout: sizes of a
-            from-scratch model (default: a small BERT).
-        num_layers: N + M, all layers (default 4). num_aggregator_layers: M (default None: half).
+            store, taken when training starts; on the command line give ``--store``).
+        embedding: which of the store's vectors (default "transe"); their dimension is the entity dimension.
+        pretrained: a local BERT directory to start from (Hugging Face format; default: a fresh model).
+            Its L layers become N = L - M text layers and M aggregators; the size arguments are ignored.
+        hidden_size: hidden size of a fresh model (default 256).
+        num_layers: all layers of a fresh model, N + M (default 4).
+        num_aggregator_layers: M, the K-Encoder aggregators on top (default None: half the layers).
+        num_heads: attention heads of a fresh model (default 4).
+        intermediate_size: feed-forward size of a fresh model (default 1024).
+        max_position_embeddings: longest sequence a fresh model can read (default 512).
         entity_heads: heads of the entity self-attention (default 4; must divide the entity dimension).
-        lr, weight_decay, warmup_steps, seed: as :class:`~kept.train.mlm.MaskedLMModule`.
+        dropout: dropout of a fresh model (default 0.1).
+        lr: peak AdamW learning rate (default 5e-4).
+        weight_decay: AdamW weight decay, not applied to biases and LayerNorm weights (default 0.01).
+        warmup_steps: linear warm-up steps, then linear decay to 0 (default 100).
+        seed: seed of the per-step dropout RNG (default 0).
     """
 
     def __init__(self, vocab_size: int = 30522, entity_store: str | None = None, embedding: str = "transe",

@@ -190,12 +190,17 @@ class KBertMaskingCollator:
 class KBertDataModule(PretrainDataModule):
     """K-BERT masked-LM batches from a linked corpus and a KG store.
 
-    Args (beyond :class:`~kept.train.data.PretrainDataModule`'s corpus, vocab, masking,
-    batch_size, max_length, mask_prob, num_workers, seed, val_fraction):
-        store: the KG store the corpus was linked to (entity ids are its ids).
-        max_entities: branches per entity span at most (default 2).
+    The arguments beyond :class:`~kept.train.data.PretrainDataModule`'s (corpus, vocab, masking,
+    batch_size, max_length, mask_prob, num_workers, seed, val_fraction) are below;
+    ``max_length`` bounds the tree (sentence + branches), the sentence is cut at max_length - 2.
+
+    Args:
+        store: the KG store the corpus was linked to (entity ids are its ids; ``--store`` sets it).
+        max_entities: (relation, object) branches per linked entity span at most (default 2;
+            ``--max-branches`` sets it).
         with_predicate: a branch is relation + object label (default True) or the object only.
-        language: how labels are tokenised: "en" wordpieces (default) or "zh" characters.
+        language: how labels are tokenised: ``en`` wordpieces (default) or ``zh`` characters
+            (``--lang`` sets it).
         pad_to_max_length: pad trees to max_length instead of the longest (default False).
         branch_object_prob: probability of also masking, whole, each text span equal to the object
             label of a branch of another entity span in the sentence (default 0: plain K-BERT).

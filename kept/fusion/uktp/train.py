@@ -219,16 +219,18 @@ class UktpDataModule(ResumableDataModule):
     Args:
         corpus: a linked-corpus directory (``kept data build``), linked against ``store``.
         vocab: the BERT ``vocab.txt`` the corpus was tokenised with (or a tokenizer directory).
-        store: the KG store directory the corpus was linked against.
+        store: the KG store directory the corpus was linked against (``--store`` sets it).
         uktp_fraction: share of batches that are triple + sentence (default 0.5), spread evenly
             over the batch indices of an epoch; the rest are plain token-level MLM over all sentences.
         triple_elements: the triple element masked in a UKTP sequence is drawn uniformly from these
             (default ``[relation]``, as the ERNIE 3.0 paper: the sentence names the head and the tail,
             so masking those can be solved by copying; ``[head, relation, tail]`` for the uniform draw).
-        batch_size: sequences per batch (default 32). max_length: tokens per sequence including
-            specials and the triple (default 128). mask_prob: sentence token masking rate (0.15).
+        batch_size: sequences per batch (default 32).
+        max_length: tokens per sequence including specials and the triple (default 128).
+        mask_prob: sentence token masking rate (default 0.15).
         max_label_tokens: wordpieces kept of each triple element's label (default 16).
-        num_workers: DataLoader workers (default 0). seed: order, pairing choice and masking seed (0).
+        num_workers: DataLoader worker processes (default 0; ``--workers`` sets it).
+        seed: order, pairing choice and masking seed (default 0).
         val_fraction: share of examples held out for validation (default 0.02; 0 disables it).
         cache_pairs: cache the corpus/store pairing in the corpus directory (default True).
         fact_mask_prob: fact masking of the plain-MLM batches over ``store``

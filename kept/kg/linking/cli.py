@@ -1,4 +1,4 @@
-"""``kept link STORE``: link entity mentions in texts to a KG store.
+"""``kept link --store STORE``: link entity mentions in texts to a KG store.
 
 The work is done by :mod:`kept.kg.linking.linker` (imported only when the command runs, so
 ``kept --help`` stays fast). The alias index is cached in ``STORE/linker/<hash>/``
@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from kept.errors import InputError
+from kept.flags import add_no_progress, quiet_progress, warn_deprecated
 from kept.kg.outputs import OutputError
 
 
@@ -30,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "with a \"mentions\" list (start, end, surface, entity_id, key, label, score; character\n"
                     "offsets). The alias index is cached in STORE/linker/ after the first run.",
         epilog="examples:\n"
-               "  kept link stores/trex --input sentences.txt --out linked.jsonl\n"
-               "  kept link stores/hownet --lang zh --jieba-boundaries --text '苹果公司发布了新手机'")
-    p.add_argument("store", type=Path, help="KG store directory")
+               "  kept link --store stores/trex --input sentences.txt --out linked.jsonl\n"
+               "  kept link --store stores/hownet --lang zh --jieba-boundaries --text '苹果公司发布了新手机'")
+    p.add_argument("--store", type=Path, default=None, help="KG store directory (required)")
+    # before the one vocabulary of flags (README, "Flags used by every command"): `kept link STORE`
+    p.add_argument("old_store", nargs="?", type=Path, default=None, metavar="STORE", help=argparse.SUPPRESS)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", "-i", type=Path, help="text file (one text per line) or .jsonl[.gz]")
     source.add_argument("--text", help="link this text and print the result as JSON")
@@ -53,8 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cached index")
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the cached index")
     p.add_argument("--batch-size", type=int, default=256, help="texts linked together (default: 256)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=_link)
+
+
+def _store_arg(args: argparse.Namespace) -> Path:
+    """``--store``, or the deprecated positional ``kept link STORE`` (with a notice); an InputError (exit 2)
+    when neither or both are given."""
+    if args.old_store is not None:
+        if args.store is not None:
+            raise InputError("give the store once, as --store STORE")
+        warn_deprecated("kept link STORE", "kept link --store STORE")
+        return args.old_store
+    if args.store is None:
+        raise InputError("kept link: the following arguments are required: --store STORE")
+    return args.store
 
 
 def _config(args: argparse.Namespace):
@@ -101,6 +118,8 @@ def _link(args: argparse.Namespace) -> int:
     from kept.kg.linking.linker import EntityLinker
     from kept.kg.store import open_store
 
+    store_path = _store_arg(args)
+    quiet_progress(args.no_progress)
     if args.input is not None and args.out is None:
         print("kept link: error: --out is required with --input", file=sys.stderr)
         return 2
@@ -108,7 +127,7 @@ def _link(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.input}: no such file")
     tmp = _output_temp(Path(args.out), args.input) if args.input is not None else None
     try:
-        store = open_store(args.store)
+        store = open_store(store_path)
         linker = EntityLinker.from_store(store, _config(args), cache=not args.no_cache, rebuild=args.rebuild_index,
                                          progress=not args.no_progress)
     except BaseException:

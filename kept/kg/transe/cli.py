@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from kept.flags import LIGHTNING_DEVICES, add_deprecated, add_device, add_no_progress
 from kept.kg.transe.config import TransEConfig
 
 
@@ -49,8 +50,9 @@ def register_embed(kg_sub: argparse._SubParsersAction) -> None:
     e.add_argument("--eval-batch-size", type=int, help="queries per evaluation batch (default: automatic)")
     e.add_argument("--seed", type=int, help=f"(default: {d.seed})")
     e.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    e.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default: auto)")
-    e.add_argument("--devices", default="auto", help="Lightning devices (default: auto)")
+    add_device(e, dest="accelerator")
+    add_deprecated(e, "--accelerator", "--device", dest="accelerator", choices=LIGHTNING_DEVICES)
+    e.add_argument("--devices", default="auto", help="how many devices of that kind (Lightning's devices; default: auto)")
     e.add_argument("--name", default="transe", help="embeddings/NAME in the store (default: transe)")
     e.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: STORE/embeddings/.work-NAME)")
     e.add_argument("--resume", nargs="?", const="last", metavar="CKPT",
@@ -59,7 +61,7 @@ def register_embed(kg_sub: argparse._SubParsersAction) -> None:
     e.add_argument("--export-openke", type=Path, metavar="DIR",
                    help="also write OpenKE/ERNIE files: entity2id.txt, relation2id.txt, entity2vec.vec, ...")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(e)
     e.set_defaults(func=_embed)
 
 
