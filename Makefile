@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 
-.PHONY: install demo test bench bench-env clean
+.PHONY: install demo demo-zh test bench bench-env clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 ## The main job, end to end on the shipped sample data.
 demo: install
 	$(VENV)/bin/kept demo --data kg_data --out runs/demo
+
+demo-zh: install
+	$(VENV)/bin/kept demo --lang zh --data kg_data --out runs/demo-zh
 
 ## The test suite.
 test: install
