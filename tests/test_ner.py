@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT, need_data
 
 from kept.train.finetune import main
-from kept.train.ner import IGNORE, TaggingData, TokenTagger, entity_scores, read_tagged
+from kept.train.ner import IGNORE, TaggingData, TokenTagger, entity_counts, entity_scores, read_tagged
 
 ZH_VOCAB = ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt"
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64", "--no-progress",
@@ -30,6 +30,10 @@ def test_entity_scores_count_exact_spans_only():
     # a longer prediction than the gold span does not count either; the whole sentence right does
     assert entity_scores([["B-Cure", "I-Cure", "O"]], [["B-Cure", "I-Cure", "I-Cure"]])["f1"] == 0.0
     assert entity_scores(gold, gold)["f1"] == 1.0
+    counts = entity_counts(gold, predicted)                       # per sentence tp, fp, fn
+    assert counts.tolist() == [[1, 1, 1], [0, 1, 1]]
+    tp, fp, fn = counts.sum(0)
+    assert 2 * tp / (2 * tp + fp + fn) == pytest.approx(scores["f1"])
     assert entity_scores([["O", "O"]], [["O", "O"]])["f1"] == 0.0 and entity_scores([["O"]], [["O"]])["entities"] == 0
     with pytest.raises(ValueError, match="differ in length"):
         entity_scores([["O", "O"]], [["O"]])
@@ -157,6 +161,9 @@ def test_finetune_ner_cli_real_files(tmp_path, with_kg, medical_store, capsys):
     scores = entity_scores([names[g[1 : k + 1]].tolist() for g, k in zip(gold, n)],
                            [names[p[1 : k + 1]].tolist() for p, k in zip(predicted, n)])
     assert scores["f1"] == pytest.approx(metrics["dev_f1"], abs=1e-6)
+    tp, fp, fn = np.load(out / "test_entity_counts.npy", allow_pickle=False).sum(0)
+    assert 2 * tp / max(2 * tp + fp + fn, 1) == pytest.approx(metrics["test_f1"])
+    assert tp + fn == metrics["test"]["entities"]
 
 
 def test_with_and_without_kg_settings_differ_only_by_the_kg(tmp_path, medical_store):

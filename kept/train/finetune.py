@@ -1,4 +1,5 @@
-"""``kept finetune``: sentence classification with or without K-BERT knowledge.
+"""``kept finetune``: sentence classification (default) or BIO tagging (``--task ner``,
+:mod:`kept.train.ner`), with or without K-BERT knowledge.
 
     kept finetune --data ../shared/data/corpus/zh/book_review --kg runs/demo/stores/hownet \\
         --out runs/finetune/book_review-hownet --epochs 1
@@ -8,7 +9,8 @@ Reads ``label<TAB>text`` files (``train``, ``dev``, ``test`` as ``.tsv`` or ``.t
 fine-tunes a Hugging Face ``BertForSequenceClassification`` -- from a local checkpoint
 directory (``--pretrained``; any BERT, a kept export included) or a fresh small BERT -- with a
 Lightning Trainer, keeps the checkpoint with the best dev accuracy, and writes
-``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) to ``--out``.
+``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) and ``model/``
+(that checkpoint as a Hugging Face folder: ``save_pretrained`` + tokenizer + vocab.txt) to ``--out``.
 
 With ``--kg STORE`` every sentence becomes a K-BERT sentence tree: Chinese (``--lang zh``,
 default) is segmented with jieba using the store's subject labels as user words, one token
@@ -187,6 +189,8 @@ class SentenceClassifier(pl.LightningModule):
         size = len(batch["labels"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=size)
         self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", batch_size=size)
+        if stage == "test":   # (predicted, gold) per test sentence, for paired comparisons of runs
+            self.test_predictions.append(torch.stack([logits.argmax(-1), batch["labels"]], 1))
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -197,6 +201,9 @@ class SentenceClassifier(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions: list[torch.Tensor] = []
 
     def configure_optimizers(self):
         return adamw_with_warmup(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_ratio)
@@ -294,6 +301,7 @@ def finetune(args: argparse.Namespace) -> dict:
     model.model.config.id2label = {i: str(v) for i, v in enumerate(data.label_values)}   # the file's label values
     model.model.config.label2id = {str(v): i for i, v in enumerate(data.label_values)}
     save_hf_model(model.model, tokenizer, args.out / "model")                 # the weights just tested
+    np.save(args.out / "test_predictions.npy", torch.cat(model.test_predictions).cpu().numpy())   # [N, 2] class indices
     branch_tokens = [int(builder([ex for ex, _ in data.examples["dev"][i : i + 256]]).is_branch.sum())
                      for i in range(0, min(len(data.examples["dev"]), 1024), 256)]
     metrics = {"task": "classification", "dev_accuracy": dev, "test_accuracy": test,

@@ -15,8 +15,9 @@ counts as predicted ``O``, so the scores are always over every gold entity of th
 Scores are entity-level precision, recall and F1 with exact span match (``seqeval``, its default
 CoNLL-2000 ``conlleval`` rules: an entity is a maximal ``B-X I-X ...`` run, or an ``I-X`` run that
 starts one; a predicted entity counts only when its type, start and end all equal a gold one's).
-The checkpoint with the best dev F1 is kept, scored on dev and test (``metrics.json``) and saved
-as a Hugging Face ``BertForTokenClassification`` folder (``model/``, tags in ``config.id2label``).
+The checkpoint with the best dev F1 is kept, scored on dev and test (``metrics.json``; per test
+sentence the entity tp/fp/fn in ``test_entity_counts.npy``) and saved as a Hugging Face
+``BertForTokenClassification`` folder (``model/``, tags in ``config.id2label``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,19 @@ def read_tagged(path: str | Path) -> tuple[list[list[str]], list[list[str]]]:
     if not sentences:
         raise ValueError(f"{path}: no tagged rows")
     return sentences, tags
+
+
+def entity_counts(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> np.ndarray:
+    """int [S, 3] per sentence: true positives, false positives, false negatives of exact-span entities
+    (seqeval's entity extraction). Summed over any subset of sentences, ``2 tp / (2 tp + fp + fn)`` is
+    that subset's micro F1: what a bootstrap over sentences resamples."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    out = np.zeros((len(gold), 3), dtype=np.int64)
+    for k, (g, p) in enumerate(zip(gold, predicted)):
+        true, found = set(get_entities(list(g))), set(get_entities(list(p)))
+        out[k] = len(true & found), len(found - true), len(true - found)
+    return out
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -195,6 +209,7 @@ class TokenTagger(pl.LightningModule):
                                label2id={name: i for i, name in enumerate(tag_names)})
         self.tag_array = np.asarray(tag_names, dtype=object)
         self.scores: dict[str, dict] = {}
+        self.counts: dict[str, np.ndarray] = {}            # per split: entity_counts of the last evaluation
         self._outputs: list[tuple[list[list[str]], list[list[str]]]] = []
 
     def forward_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -228,6 +243,7 @@ class TokenTagger(pl.LightningModule):
         self._outputs = []
         scores = entity_scores(gold, predicted)
         self.scores[stage] = scores
+        self.counts[stage] = entity_counts(gold, predicted)
         for key in ("precision", "recall", "f1"):
             self.log(f"{stage}/{key}", scores[key], prog_bar=key == "f1")
 
@@ -277,6 +293,7 @@ def finetune_ner(args: argparse.Namespace) -> dict:
     trainer.validate(model, datamodule=data, ckpt_path=selected, verbose=False, weights_only=True)
     trainer.test(model, datamodule=data, ckpt_path=selected, verbose=False, weights_only=True)
     save_hf_model(model.model, tokenizer, args.out / "model")                 # the weights just scored
+    np.save(args.out / "test_entity_counts.npy", model.counts["test"])        # [S, 3] tp, fp, fn per sentence
     dev_trees = [data.collate(data.examples["dev"][i : i + 256]) for i in range(0, len(data.examples["dev"]), 256)]
     branch_tokens = sum(int(t["is_branch"].sum()) for t in dev_trees)
     cut = sum(int((t["tags"] != IGNORE).sum() - (t["labels"] != IGNORE).sum()) for t in dev_trees)
