@@ -131,7 +131,7 @@ def report(args: argparse.Namespace) -> dict:
                                               for c in ("none", "kg"))]
         if not seeds:
             continue
-        entry: dict = {"metric": f"test {metric}", "kg": source, "seeds": seeds}
+        entry: dict = {"metric": f"test {metric}", "store": source, "seeds": seeds}
         outcomes = {}
         for condition in ("none", "kg"):
             runs = [args.out / task / f"{condition}-seed{s}" for s in seeds]
