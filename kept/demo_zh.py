@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_store(args: argparse.Namespace) -> Path:
     """One store ``OUT/stores/zh`` from HowNet + Medical (``ZH_SOURCES`` under ``--data``)."""
-    from kept.kg.build import BuildOptions, build_store as build
+    from kept.kg.build import BuildOptions
+    from kept.kg.build import build_store as build
 
     sources = [args.data / rel for rel in ZH_SOURCES]
     for src in sources:

@@ -36,9 +36,19 @@ from kept.data.examples import LinkedExample
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
-from kept.train.finetune_common import (adamw_with_warmup, find_split, limit_splits, load_bert, make_trainer,
-                                        save_hf_model, setup, split_paths, text_lines, write_metrics)
-from kept.train.finetune_common import DEFAULT_VOCAB  # noqa: F401  (re-exported)
+from kept.train.finetune_common import (
+    DEFAULT_VOCAB,  # noqa: F401  (re-exported)
+    adamw_with_warmup,
+    find_split,
+    limit_splits,
+    load_bert,
+    make_trainer,
+    save_hf_model,
+    setup,
+    split_paths,
+    text_lines,
+    write_metrics,
+)
 
 __all__ = ["find_split", "read_labelled", "SentenceClassifier", "ClassificationData", "TextEncoder",
            "TreeClassificationCollate", "add_arguments", "finetune", "main", "run"]

@@ -39,8 +39,17 @@ from kept.data.examples import LinkedExample
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
-from kept.train.finetune_common import (adamw_with_warmup, limit_splits, load_bert, make_trainer, save_hf_model,
-                                        setup, split_paths, text_lines, write_metrics)
+from kept.train.finetune_common import (
+    adamw_with_warmup,
+    limit_splits,
+    load_bert,
+    make_trainer,
+    save_hf_model,
+    setup,
+    split_paths,
+    text_lines,
+    write_metrics,
+)
 
 IGNORE = -100
 TAG = re.compile(r"O|[BI]-\S+")
