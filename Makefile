@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 
-.PHONY: install demo test bench bench-env clean
+.PHONY: install demo demo-zh test bench bench-env clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 DEMO_ARGS ?=
 demo: install
 	$(VENV)/bin/kept demo --data kg_data --out runs/demo $(DEMO_ARGS)
+
+demo-zh: install
+	$(VENV)/bin/kept demo --lang zh --data kg_data --out runs/demo-zh
 
 ## The test suite.
 test: install

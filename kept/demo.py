@@ -33,17 +33,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "TransE, entity linking, a short pretraining run of every method, cloze "
                                    "probing, and a report folder (Markdown + plots).")
     p.add_argument("--data", type=Path, default=Path("kg_data"), help="shipped data folder (default: kg_data)")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/demo; with --lang zh: runs/demo-zh)")
     p.add_argument("--steps", type=int, default=40, help="pretraining steps per method (default: 40)")
     p.add_argument("--transe-epochs", type=int, default=50, help="TransE epochs per store (default: 50)")
     p.add_argument("--workers", type=int, default=None, help="corpus-linking processes (default: all cores)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                    help=f"pretraining methods to run (default: all {len(METHODS)})")
     add_no_progress(p)
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="en: the T-REx run (default); zh: the Chinese run (kept/demo_zh.py: HowNet + Medical store, "
+                        "CLUECorpusSmall sample linked with jieba, Chinese vocabulary, kg_data/zh_probe)")
+    from kept.demo_zh import add_arguments as add_zh_arguments
+
+    add_zh_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "lang", "en") == "zh":
+        from kept.demo_zh import run as run_zh
+
+        args.out = args.out or Path("runs/demo-zh")
+        return run_zh(args)
+    args.out = args.out or Path("runs/demo")
     start = time.perf_counter()
     quiet_progress(args.no_progress)
     times: dict[str, float] = {}

@@ -115,6 +115,16 @@ def test_finetune_cli_with_and_without_knowledge(tmp_path, with_kg, medical_stor
     with torch.no_grad():
         accuracy = (best.forward_logits(batch).argmax(-1) == batch["labels"]).float().mean().item()
     assert accuracy == pytest.approx(metrics["dev_accuracy"], abs=1e-6)
+    # the Hugging Face model saved beside metrics.json is the checkpoint just evaluated
+    from transformers import AutoModelForSequenceClassification
+
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model", local_files_only=True)
+    assert saved.config.id2label == {0: "0", 1: "1"} and (tmp_path / "run" / "model" / "vocab.txt").exists()
+    for name, weight in best.model.state_dict().items():
+        torch.testing.assert_close(saved.state_dict()[name], weight)
+    predictions = np.load(tmp_path / "run" / "test_predictions.npy", allow_pickle=False)   # [N, 2] predicted, gold
+    assert predictions.shape == (24, 2)
+    assert (predictions[:, 0] == predictions[:, 1]).mean() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
 def test_finetune_from_a_local_checkpoint_and_step_limit(tmp_path, capsys):

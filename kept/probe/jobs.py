@@ -11,6 +11,7 @@ chunk to :meth:`consume`, which turns them into ranks at once (no [N, V] array i
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,6 +172,9 @@ def fact_triple_rows(store: KGStore | None, relation: str, facts: Sequence[Fact]
 
 def _subject_key(fact: Fact) -> str:
     return fact.sub_uri or fact.sub_label
+
+#: a space between two CJK characters (left by decode)
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff]) (?=[\u3400-\u9fff\uf900-\ufaff])")
 
 
 class _Job:
@@ -347,5 +351,6 @@ class MultiJob(_Job):
             scores = scores.masked_fill(excluded, float("-inf"))
         ranks = gold_ranks(scores, gold, excluded).numpy()
         best = scores.argmax(dim=1).tolist() if len(self.candidates) else []
-        names = [self.tokenizer.decode(list(self.candidates[c])) for c in best]
+        # BERT's decode puts a space between CJK characters: 治疗, not 治 疗
+        names = [_CJK_GAP.sub("", self.tokenizer.decode(list(self.candidates[c]))) for c in best]
         return self._finish(ranks, names, candidates=len(self.candidates))

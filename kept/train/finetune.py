@@ -1,4 +1,5 @@
-"""``kept finetune``: sentence classification with or without K-BERT knowledge.
+"""``kept finetune``: sentence classification (default) or BIO tagging (``--task ner``,
+:mod:`kept.train.ner`), with or without K-BERT knowledge.
 
     kept finetune --data ../shared/data/corpus/zh/book_review --store runs/demo/stores/hownet \\
         --out runs/finetune/book_review-hownet --epochs 1
@@ -8,7 +9,8 @@ Reads ``label<TAB>text`` files (``train``, ``dev``, ``test`` as ``.tsv`` or ``.t
 fine-tunes a Hugging Face ``BertForSequenceClassification`` -- from a local checkpoint
 directory (``--pretrained``; any BERT, a kept export included) or a fresh small BERT -- with a
 Lightning Trainer, keeps the checkpoint with the best dev accuracy, and writes
-``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) to ``--out``.
+``metrics.json`` (dev and test accuracy of that checkpoint, the run's settings) and ``model/``
+(that checkpoint as a Hugging Face folder: ``save_pretrained`` + tokenizer + vocab.txt) to ``--out``.
 
 With ``--store STORE`` every sentence becomes a K-BERT sentence tree: Chinese (``--lang zh``,
 default) is segmented with jieba using the store's subject labels as user words, one token
@@ -20,8 +22,6 @@ entity linker's spans. Without ``--store`` the same model reads the plain senten
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,15 +34,25 @@ from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedExample
 from kept.flags import LIGHTNING_DEVICES, add_deprecated, add_device, add_no_progress, quiet_progress
-from kept.fusion.kbert.branches import BranchTable
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
-from kept.model_dir import check_model_dir
+from kept.train.finetune_common import (
+    DEFAULT_VOCAB,  # noqa: F401  (re-exported)
+    adamw_with_warmup,
+    find_split,
+    limit_splits,
+    load_bert,
+    make_trainer,
+    save_hf_model,
+    setup,
+    split_paths,
+    text_lines,
+    write_metrics,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VOCAB = {"zh": ROOT / "kg_data" / "vocab" / "bert-base-chinese-vocab.txt",
-                 "en": ROOT / "kg_data" / "vocab" / "bert-base-uncased-vocab.txt"}
+__all__ = ["find_split", "read_labelled", "SentenceClassifier", "ClassificationData", "TextEncoder",
+           "TreeClassificationCollate", "add_arguments", "finetune", "main", "run"]
 
 
 def read_labelled(path: str | Path) -> tuple[list[str], list[int]]:
@@ -57,7 +67,7 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[int]]:
         raise FileNotFoundError(f"no data file at {path}")
     texts, labels = [], []
     label_col, text_col = 0, 1
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         fields = line.rstrip("\r\n").split("\t")
         if lineno == 1 and not fields[0].strip().lstrip("-").isdigit():
             names = [name.strip().lower() for name in fields]
@@ -79,33 +89,6 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[int]]:
     if not texts:
         raise ValueError(f"{path}: no labelled rows")
     return texts, labels
-
-
-def _text_lines(path: Path):
-    """``(line number, text)`` of a UTF-8 (or gzip) file; ValueError naming the file and line of
-    bytes that are not text (invalid UTF-8, NUL) or of a truncated gzip stream."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line)") from None
-                if "\x00" in line:
-                    raise ValueError(f"{path}:{lineno}: NUL byte in the line: a binary file, not text")
-                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
-    except (EOFError, OSError) as exc:
-        raise ValueError(f"{path}:{lineno + 1}: truncated or corrupt file ({exc})") from None
-
-
-def find_split(data_dir: Path, name: str) -> Path:
-    """``data_dir/name.tsv`` or ``name.tsv.gz``."""
-    for candidate in (data_dir / f"{name}.tsv", data_dir / f"{name}.tsv.gz"):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"no {name}.tsv or {name}.tsv.gz in {data_dir}")
 
 
 class TextEncoder:
@@ -201,23 +184,10 @@ class SentenceClassifier(pl.LightningModule):
                  weight_decay: float = 0.01, warmup_ratio: float = 0.1):
         super().__init__()
         self.save_hyperparameters()
-        from transformers import BertConfig, BertForSequenceClassification
+        from transformers import BertForSequenceClassification
 
-        if pretrained is not None:
-            if not (Path(pretrained) / "config.json").exists():
-                raise FileNotFoundError(f"{pretrained} is not a local BERT checkpoint directory (no config.json)")
-            check_model_dir(pretrained)
-            self.model = BertForSequenceClassification.from_pretrained(
-                pretrained, num_labels=num_labels, local_files_only=True, attn_implementation="sdpa")
-            if self.model.config.vocab_size != vocab_size:
-                raise ValueError(f"{pretrained} has {self.model.config.vocab_size} token embeddings but the "
-                                 f"tokenizer {vocab_size}: use the checkpoint's own vocabulary")
-        else:
-            config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                                num_attention_heads=num_heads, intermediate_size=intermediate_size,
-                                max_position_embeddings=max_position_embeddings, hidden_dropout_prob=dropout,
-                                attention_probs_dropout_prob=dropout, num_labels=num_labels)
-            self.model = BertForSequenceClassification(config)
+        self.model = load_bert(BertForSequenceClassification, num_labels, vocab_size, pretrained, hidden_size,
+                               num_layers, num_heads, intermediate_size, max_position_embeddings, dropout)
 
     def forward_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """float [B, K] class logits of a tree batch."""
@@ -230,6 +200,8 @@ class SentenceClassifier(pl.LightningModule):
         size = len(batch["labels"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=size)
         self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", batch_size=size)
+        if stage == "test":   # (predicted, gold) per test sentence, for paired comparisons of runs
+            self.test_predictions.append(torch.stack([logits.argmax(-1), batch["labels"]], 1))
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -241,26 +213,25 @@ class SentenceClassifier(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions: list[torch.Tensor] = []
 
-        decay = [p for n, p in self.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-        no_decay = [p for n, p in self.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def configure_optimizers(self):
+        return adamw_with_warmup(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_ratio)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=["classification", "ner"], default="classification",
+                   help="classification: label<TAB>text sentences (default); ner: text_a<TAB>label BIO tags, "
+                        "characters and tags space-separated (kept.train.ner)")
     data = p.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="directory with train/dev/test .tsv or .tsv.gz (label<TAB>text)")
+    data.add_argument("--data", type=Path, help="directory with train/dev/test .tsv or .tsv.gz (no default)")
     for name in ("train", "dev", "test"):
-        data.add_argument(f"--{name}", type=Path, help=f"{name} file (overrides --data)")
+        data.add_argument(f"--{name}", type=Path, help=f"{name} file (overrides --data; default none)")
     data.add_argument("--limit-train", type=int, default=None, help="use the first N training rows (default: all)")
     data.add_argument("--limit-eval", type=int, default=None, help="use the first N dev and test rows (default: all)")
-    data.add_argument("--lang", choices=["zh", "en"], default="zh", help="zh: characters + jieba (default); en")
+    data.add_argument("--lang", choices=["zh", "en"], default="zh",
+                      help="zh: characters + jieba (default); en (classification only)")
     kg = p.add_argument_group("knowledge (K-BERT)")
     kg.add_argument("--store", dest="kg", type=Path, default=None, help="KG store directory; omit for no knowledge")
     kg.add_argument("--max-branches", dest="max_entities", type=int, default=2,
@@ -274,21 +245,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="local BERT checkpoint directory (default: a fresh BERT of the sizes below)")
     model.add_argument("--vocab", type=Path, default=None,
                        help="vocab.txt or tokenizer directory (default: --pretrained's, else kg_data/vocab/)")
-    model.add_argument("--hidden-size", type=int, default=128)
-    model.add_argument("--layers", type=int, default=2)
-    model.add_argument("--heads", type=int, default=2)
-    model.add_argument("--intermediate-size", type=int, default=512)
-    model.add_argument("--dropout", type=float, default=0.1)
+    for flag, value in (("--hidden-size", 128), ("--layers", 2), ("--heads", 2), ("--intermediate-size", 512)):
+        model.add_argument(flag, type=int, default=value, help=f"fresh BERT only (default {value})")
+    model.add_argument("--dropout", type=float, default=0.1, help="fresh BERT only (default 0.1)")
     train = p.add_argument_group("training")
-    train.add_argument("--out", type=Path, required=True, help="run directory: metrics.json, checkpoints, logs")
-    train.add_argument("--max-length", type=int, default=128, help="tree tokens per sentence (default 128)")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--out", type=Path, required=True,
+                       help="run directory: metrics.json, model/ (Hugging Face), checkpoints, logs (required)")
+    train.add_argument("--max-length", type=int, default=None,
+                       help="tree tokens per sentence (default 128; --task ner: 256)")
+    train.add_argument("--batch-size", type=int, default=32, help="training batch (default 32; evaluation twice)")
     train.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
     train.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps (default 0.1)")
-    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     train.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (default: epochs decide)")
     train.add_argument("--val-every", type=int, default=None, help="evaluate on dev every N steps (default: epoch)")
-    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--seed", type=int, default=7, help="initialisation and shuffling seed (default 7)")
     train.add_argument("--workers", dest="num_workers", type=int, default=0, help="DataLoader workers (default 0)")
     add_deprecated(train, "--num-workers", "--workers", dest="num_workers", type=int)
     add_device(train, dest="accelerator")
@@ -300,61 +271,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fine-tune and evaluate; returns 0, or 2 with a message for bad input."""
+    """Fine-tune and evaluate (``--task``); returns 0, or 2 with a message for bad input."""
     try:
-        metrics = finetune(args)
+        if args.task == "ner":
+            from kept.train.ner import finetune_ner
+
+            metrics = finetune_ner(args)
+        else:
+            metrics = finetune(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"kept: error: {exc}", file=sys.stderr)
         return 2
-    print(f"dev accuracy {metrics['dev_accuracy']:.4f}  test accuracy {metrics['test_accuracy']:.4f}  "
-          f"-> {args.out / 'metrics.json'}")
+    score = "f1" if args.task == "ner" else "accuracy"
+    print(f"dev {score} {metrics[f'dev_{score}']:.4f}  test {score} {metrics[f'test_{score}']:.4f}  "
+          f"-> {args.out / 'metrics.json'}, {args.out / 'model'}")
     return 0
 
 
 def finetune(args: argparse.Namespace) -> dict:
-    """The whole run; returns the metrics written to ``args.out/metrics.json``."""
-    from kept.data.tokenizer import load_tokenizer
-
+    """The classification run; returns the metrics written to ``args.out/metrics.json``; the selected
+    model (with its tokenizer) is saved as a Hugging Face folder in ``args.out/model``."""
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    paths = {name: getattr(args, name) or (find_split(args.data, name) if args.data else None)
-             for name in ("train", "dev", "test")}
-    missing = [name for name, path in paths.items() if path is None]
-    if missing:
-        raise ValueError(f"give --data DIR or --{' --'.join(missing)}")
-    splits = {name: read_labelled(path) for name, path in paths.items()}
-    for name, limit in (("train", args.limit_train), ("dev", args.limit_eval), ("test", args.limit_eval)):
-        if limit is not None:
-            splits[name] = (splits[name][0][:limit], splits[name][1][:limit])
-    vocab = args.vocab or (args.pretrained if args.pretrained and (args.pretrained / "vocab.txt").exists()
-                           else DEFAULT_VOCAB[args.lang])
-    tokenizer = load_tokenizer(vocab)
-    pl.seed_everything(args.seed, verbose=False)
-    store = None
-    branches = None
-    if args.kg is not None:
-        from kept.kg import open_store
-
-        store = open_store(args.kg)
-        branches = BranchTable(store, tokenizer, args.lang, args.max_entities, not args.no_predicate,
-                               args.branch_seed)
-    builder = SentenceTreeBuilder(tokenizer, branches, args.max_length, add_sep=True)
+    max_length = args.max_length or 128
+    splits = limit_splits({name: read_labelled(path) for name, path in split_paths(args).items()}, args)
+    tokenizer, store, branches = setup(args)
+    builder = SentenceTreeBuilder(tokenizer, branches, max_length, add_sep=True)
     encode_started = time.perf_counter()
     data = ClassificationData(splits, TextEncoder(tokenizer, store, args.lang), builder, args.batch_size,
                               args.seed, args.num_workers)
     encode_s = time.perf_counter() - encode_started
     model = SentenceClassifier(data.num_labels, len(tokenizer), str(args.pretrained) if args.pretrained else None,
                                args.hidden_size, args.layers, args.heads, args.intermediate_size,
-                               max(512, args.max_length), args.dropout, args.lr, warmup_ratio=args.warmup)
+                               max(512, max_length), args.dropout, args.lr, warmup_ratio=args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
-    best = pl.callbacks.ModelCheckpoint(dirpath=args.out / "checkpoints", monitor="val/acc", mode="max",
-                                        save_top_k=1, filename="best-{step}")
-    trainer = pl.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, accelerator=args.accelerator,
-                         val_check_interval=args.val_every, check_val_every_n_epoch=None if args.val_every else 1,
-                         callbacks=[best], default_root_dir=args.out, enable_progress_bar=not args.no_progress,
-                         logger=pl.loggers.CSVLogger(args.out, name="logs"), enable_model_summary=False,
-                         log_every_n_steps=10, precision="bf16-mixed" if torch.cuda.is_available() else "32-true")
+    trainer, best = make_trainer(args, "val/acc")
     trainer.fit(model, datamodule=data)
     # the checkpoint with the best dev accuracy; the final model when no validation ran (max_steps < an epoch)
     selected = "best" if best.best_model_path else None
@@ -363,17 +313,20 @@ def finetune(args: argparse.Namespace) -> dict:
     else:
         dev = trainer.validate(model, datamodule=data, verbose=False)[0]["val/acc"]
     test = trainer.test(model, datamodule=data, ckpt_path=selected, verbose=False, weights_only=True)[0]["test/acc"]
+    model.model.config.id2label = {i: str(v) for i, v in enumerate(data.label_values)}   # the file's label values
+    model.model.config.label2id = {str(v): i for i, v in enumerate(data.label_values)}
+    save_hf_model(model.model, tokenizer, args.out / "model")                 # the weights just tested
+    np.save(args.out / "test_predictions.npy", torch.cat(model.test_predictions).cpu().numpy())   # [N, 2] class indices
     branch_tokens = [int(builder([ex for ex, _ in data.examples["dev"][i : i + 256]]).is_branch.sum())
                      for i in range(0, min(len(data.examples["dev"]), 1024), 256)]
-    metrics = {"dev_accuracy": dev, "test_accuracy": test, "evaluated": str(best.best_model_path or "final model"),
+    metrics = {"task": "classification", "dev_accuracy": dev, "test_accuracy": test,
+               "evaluated": str(best.best_model_path or "final model"), "model": str(args.out / "model"),
                "steps": trainer.global_step, "train_examples": len(data.examples["train"]),
                "dev_examples": len(data.examples["dev"]), "test_examples": len(data.examples["test"]),
                "labels": data.label_values, "kg": str(args.kg) if args.kg else None,
                "branch_tokens_per_dev_sentence": float(np.sum(branch_tokens) / min(len(data.examples["dev"]), 1024)),
-               "encode_seconds": encode_s, "seconds": time.perf_counter() - started,
-               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}}
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    return metrics
+               "encode_seconds": encode_s, "seconds": time.perf_counter() - started}
+    return write_metrics(metrics, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -210,7 +210,6 @@ class KBertDataModule(PretrainDataModule):
             and in the label, by another object of the same relation with as many tokens (default 0):
             the text alone cannot tell it, so copying from the branch pays off.
         fact_mask_prob: fact masking over ``store`` (as :class:`~kept.train.data.PretrainDataModule`).
-    ``max_length`` bounds the tree (sentence + branches), sentence cut at max_length - 2.
     """
 
     def __init__(self, corpus: str, vocab: str, store: str, max_entities: int = 2, with_predicate: bool = True,
