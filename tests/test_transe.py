@@ -35,6 +35,8 @@ from kept.kg.transe.model import (
     row_norm,
     self_adversarial_loss,
 )
+from kept.kg.transe import optim as optim_module
+from kept.kg.transe.optim import unique_rows
 from kept.kg.transe.train import train_transe
 
 torch.set_num_threads(2)
@@ -153,6 +155,34 @@ def test_lazy_adam_is_sparse_adam(compile_from):
     torch.testing.assert_close(norms[moved < 20], torch.ones_like(norms[moved < 20]))  # moved rows renormalised
     assert (norms[moved >= 20] - 1).abs().min() > 1e-3  # moved rows past unit_norm_rows keep their norm
     assert torch.equal(ours.weight[untouched], before[untouched])  # the others untouched
+
+
+@pytest.mark.parametrize("num_rows, n", [(40, 25), (14_778, 4_096), (100_000, 300), (50, 0)])
+def test_unique_rows_is_torch_unique(num_rows, n):
+    """The mark-array path (small tables) and the sorting path give torch.unique's exact tensors."""
+    ids = torch.randint(num_rows, (n,), generator=torch.Generator().manual_seed(n))
+    rows, inverse = unique_rows(ids, num_rows)
+    want_rows, want_inverse = torch.unique(ids, return_inverse=True)
+    assert torch.equal(rows, want_rows) and torch.equal(inverse, want_inverse)
+    assert rows.dtype == want_rows.dtype and inverse.dtype == want_inverse.dtype
+
+
+def test_lazy_adam_mark_path_gives_the_same_weights(monkeypatch):
+    """LazyAdam through the mark array and through torch.unique: bit-identical weights and moments."""
+    tables = []
+    for mark in (True, False):
+        monkeypatch.setattr(optim_module, "MARK_ROWS_PER_ID", 16 if mark else 0)
+        g = torch.Generator().manual_seed(0)
+        emb = nn.Embedding(60, 5, sparse=True)
+        emb.weight.data.copy_(torch.randn(60, 5, generator=g))
+        opt = LazyAdam([{"params": emb.parameters(), "unit_norm_rows": 30}], lr=0.01, compile_from=0)
+        for _ in range(4):
+            ids = torch.randint(60, (40,), generator=g)
+            opt.zero_grad()
+            (emb(ids) * torch.randn(40, 5, generator=g)).sum().backward()
+            opt.step()
+        tables.append((emb.weight.detach().clone(), opt.state[emb.weight]["moments"].clone()))
+    assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
 
 
 @pytest.mark.parametrize("p", [1, 2])

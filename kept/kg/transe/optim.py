@@ -18,6 +18,28 @@ from torch import Tensor
 from kept.kg.transe.kernels import Compiled
 
 
+#: tables with at most this many rows per id of a gradient find its distinct rows with a mark array
+#: (:func:`unique_rows`); larger ones sort (``torch.unique``)
+MARK_ROWS_PER_ID = 16
+
+
+def unique_rows(ids: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """The distinct row ids of a sparse gradient, sorted, and where each id went: ``torch.unique``'s
+    ``(values, inverse)`` for ``return_inverse=True``, the same tensors.
+
+    ids: [n] int64 in [0, num_rows). For a small table (at most ``MARK_ROWS_PER_ID`` rows per id,
+    on CPU) a bool mark per row replaces the sort: mark the ids, ``nonzero`` lists the marked rows
+    in order, a row → slot table gives the inverse (3× faster than ``torch.unique`` for
+    FB15k-237's 14,778 rows and a batch's 4,096 ids). Otherwise, and on other devices, ``torch.unique``.
+    """
+    if ids.device.type != "cpu" or num_rows > MARK_ROWS_PER_ID * max(len(ids), 1):
+        return torch.unique(ids, return_inverse=True)
+    marked = torch.zeros(num_rows, dtype=torch.bool).index_fill_(0, ids, True)
+    rows = marked.nonzero().squeeze(1)  # [u] ascending
+    slot = torch.empty(num_rows, dtype=torch.int64).index_copy_(0, rows, torch.arange(len(rows)))
+    return rows, slot.index_select(0, ids)
+
+
 def lazy_adam_rows_(param: Tensor, moments: Tensor, rows: Tensor, grad: Tensor, hyper: Tensor,
                     unit_norm_rows: int) -> None:
     """In place: Adam update of the rows ``rows`` of one table (SparseAdam's rule).
@@ -47,7 +69,7 @@ class LazyAdam(torch.optim.Optimizer):
     """Adam that only updates the rows a sparse gradient touches (``torch.optim.SparseAdam``'s rule).
 
     Same update as ``SparseAdam`` (moments of untouched rows are left as they are; one step
-    counter per table), computed on the rows: a ``unique`` of the row ids, one
+    counter per table), computed on the rows: the distinct row ids (:func:`unique_rows`), one
     ``index_add`` to sum duplicate rows, then :func:`lazy_adam_rows_`, which tables of at
     least ``compile_from`` values run as one ``torch.compile``-fused kernel (about 6×
     faster than eager on CPU; eager when compiling is impossible). Dense gradients update
@@ -86,7 +108,7 @@ class LazyAdam(torch.optim.Optimizer):
                 state["step"] += 1
                 grad = param.grad
                 if grad.is_sparse:
-                    rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)  # [u], [n]
+                    rows, inverse = unique_rows(grad._indices()[0], len(param))  # [u], [n]
                     values = torch.zeros((len(rows), *param.shape[1:]), dtype=param.dtype, device=param.device)
                     values.index_add_(0, inverse, grad._values())  # [u, d]: duplicates summed
                 else:
