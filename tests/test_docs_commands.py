@@ -72,6 +72,10 @@ SKIP: dict[tuple[str, str], str] = {
     ("docs/results.md", ".venv/bin/python experiments/compare_methods/run.py\n"): STUDY,
     ("docs/results.md", ".venv/bin/python experiments/compare_methods/run.py --budget"): STUDY + "; a GPU",
     ("docs/results.md", "PYTHONPATH=. .venv/bin/python experiments/study/"): STUDY,
+    ("docs/results_zh.md", ".venv/bin/python experiments/kbert_zh/run.py --out runs/kbert_zh --seeds"):
+        "the Chinese K-BERT evaluation: hours of CPU (tests/test_kbert_zh_experiment.py runs it at a tiny size)",
+    ("docs/results_zh.md", ".venv/bin/python experiments/kbert_zh/run.py --out runs/kbert_zh --report-only"):
+        "the table of that evaluation's finished runs",
 }
 
 
