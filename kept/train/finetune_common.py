@@ -18,6 +18,7 @@ import torch
 from kept.files import normal_mode_tree
 from kept.fusion.kbert.branches import BranchTable
 from kept.model_dir import check_model_dir
+from kept.progress import with_progress_bar
 
 SPLITS = ("train", "dev", "test")
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +153,8 @@ def make_trainer(args: argparse.Namespace, monitor: str) -> tuple[pl.Trainer, pl
                                         save_top_k=1, filename="best-{step}")
     trainer = pl.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, accelerator=args.accelerator,
                          val_check_interval=args.val_every, check_val_every_n_epoch=None if args.val_every else 1,
-                         callbacks=[best], default_root_dir=args.out, enable_progress_bar=not args.no_progress,
+                         callbacks=with_progress_bar([best], not args.no_progress), default_root_dir=args.out,
+                         enable_progress_bar=not args.no_progress,
                          logger=pl.loggers.CSVLogger(args.out, name="logs"), enable_model_summary=False,
                          log_every_n_steps=10, precision="bf16-mixed" if torch.cuda.is_available() else "32-true")
     return trainer, best
