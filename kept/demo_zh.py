@@ -156,7 +156,7 @@ def probe(args: argparse.Namespace, store: Path) -> dict:
 
     data, out = args.data / "zh_probe", args.out / "report" / "probe"
     print(f"\n[probe] {len(args.methods)} models on {data}", flush=True)
-    argv = ["--data", str(data), "--kg", str(store), "--lang", "zh", "--out", str(out), "--mode", "both",
+    argv = ["--data", str(data), "--store", str(store), "--lang", "zh", "--out", str(out), "--mode", "both",
             "--filter-objects", "--no-progress"]
     for method in args.methods:
         argv += ["--model", str(args.out / "models" / method), "--name", method]

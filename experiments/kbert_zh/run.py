@@ -85,7 +85,7 @@ def finetune_runs(args: argparse.Namespace, base: Path) -> None:
                         str(args.threads), "--no-progress", "--accelerator", args.device]
                 argv += ["--limit-train", str(args.limit_train)] if args.limit_train else []
                 argv += ["--limit-eval", str(args.limit_eval)] if args.limit_eval else []
-                argv += ["--kg", str(kg)] if condition == "kg" else []
+                argv += ["--store", str(kg)] if condition == "kg" else []
                 print(f"[finetune] {task} {condition} seed {seed}", flush=True)
                 if finetune_main(argv) != 0:
                     raise RuntimeError(f"kept finetune failed: {' '.join(argv)}")
