@@ -10,6 +10,7 @@ method's knowledge; write a report folder (Markdown + plots) and print its path.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -61,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     quiet_progress(args.no_progress)
     times: dict[str, float] = {}
     summaries = timed(times, "kg build", build_stores, args)
-    transe = {name: timed(times, f"kg embed {name}", embed, args, name) for name in ("trex", "medical")}
+    transe = {name: timed(times, f"kg embed {name}", embed, args, args.out / "stores" / name)
+              for name in ("trex", "medical")}
     corpus = timed(times, "data build", link_corpus, args)
-    losses = {method: timed(times, f"pretrain {method}", pretrain, args, method, corpus) for method in args.methods}
+    vocab = args.data / "vocab" / "bert-base-uncased-vocab.txt"
+    losses = {method: timed(times, f"pretrain {method}", pretrain, args, method, corpus, args.out / "stores" / "trex",
+                            vocab) for method in args.methods}
     print()
     for method, loss in losses.items():
         print(f"[pretrain] {method:<12} final train loss {loss.get('train', float('nan')):.3f}  "
@@ -99,12 +103,17 @@ def stage_table(times: dict[str, float], total: float) -> str:
 
 def probe(args: argparse.Namespace) -> dict:
     """Cloze-probe every trained model on the shipped T-REx probe set; macro metrics per model."""
+    return probe_models(args, args.data / "trex" / "probe", args.out / "stores" / "trex")
+
+
+def probe_models(args: argparse.Namespace, data: Path, store: Path, extra: tuple[str, ...] = ()) -> dict:
+    """``kept probe`` of every model in ``OUT/models`` on the probe set ``data`` with the method's knowledge
+    from ``store`` (both modes; ``extra`` flags appended); macro metrics per model and mode."""
     from kept.probe.cli import main as probe_main
 
     out = args.out / "report" / "probe"
-    print(f"\n[probe] {len(args.methods)} models on {args.data / 'trex' / 'probe'}", flush=True)
-    argv = ["--data", str(args.data / "trex" / "probe"), "--store", str(args.out / "stores" / "trex"),
-            "--out", str(out), "--mode", "both", "--no-progress"]
+    print(f"\n[probe] {len(args.methods)} models on {data}", flush=True)
+    argv = ["--data", str(data), "--store", str(store), "--out", str(out), "--mode", "both", "--no-progress", *extra]
     for method in args.methods:
         argv += ["--model", str(args.out / "models" / method), "--name", method]
     if probe_main(argv) != 0:
@@ -151,11 +160,11 @@ def write_report(args: argparse.Namespace, summary: dict) -> Path:
     return folder / "README.md"
 
 
-def embed(args: argparse.Namespace, name: str) -> dict:
-    """TransE with the default configuration, capped at a demo budget; returns the test metrics."""
+def embed(args: argparse.Namespace, store: Path) -> dict:
+    """TransE with the default configuration, capped at a demo budget (``--transe-epochs``, one minute);
+    returns the test metrics."""
     from kept.kg.transe.cli import main as embed_main
 
-    store = args.out / "stores" / name
     print(f"\n[kg embed] TransE on {store}", flush=True)
     if embed_main([str(store), "--epochs", str(args.transe_epochs), "--max-minutes", "1",
                   "--no-progress"]) != 0:
@@ -177,29 +186,32 @@ def link_corpus(args: argparse.Namespace):
     return corpus
 
 
-def pretrain(args: argparse.Namespace, method: str, corpus) -> dict:
+def pretrain(args: argparse.Namespace, method: str, corpus, store: Path, vocab: Path, lang: str = "en") -> dict:
+    """``kept pretrain --method METHOD`` on the demo budget (``--steps``) with ``vocab``, the method's
+    knowledge from ``store``; exported to ``OUT/models/METHOD``; returns the last logged losses."""
     from kept.train.cli import main as pretrain_main
 
     print(f"\n[pretrain] {method}: {args.steps} steps", flush=True)
     run_dir = args.out / "runs" / method
-    argv = ["--method", method, "--config", str(Path("experiments") / "demo" / "pretrain.yaml"),
-            "--data.corpus", str(corpus.path), "--data.vocab", str(args.data / "vocab" / "bert-base-uncased-vocab.txt"),
+    demo = Path("experiments") / "demo"
+    # the demo budget, the method's own settings (ERNIE-T's layer split), then its per-language ones
+    # (K-BERT's character labels in Chinese)
+    configs = [demo / "pretrain.yaml", *(p for p in (demo / f"{method}.yaml", demo / lang / f"{method}.yaml")
+                                         if p.exists())]
+    argv = ["--method", method, *(a for c in configs for a in ("--config", str(c))),
+            "--data.corpus", str(corpus.path), "--data.vocab", str(vocab),
             "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(max(args.steps // 2, 1)),
             "--trainer.default_root_dir", str(run_dir), "--trainer.logger.class_path",
             "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(run_dir),
             "--export", str(args.out / "models" / method)] + (["--no-progress"] if args.no_progress else [])
-    overlay = Path("experiments") / "demo" / f"{method}.yaml"
-    if overlay.exists():  # the method's own settings (its KG store, ERNIE-T's layer split)
-        argv[4:4] = ["--config", str(overlay)]
     # the method's store and, for staged masking, its stage boundaries within the demo's budget
-    argv += get_method(method).pretrain_args(store=args.out / "stores" / "trex", steps=args.steps)
+    argv += get_method(method).pretrain_args(store=store, steps=args.steps)
     pretrain_main(argv)
     return _last_losses(run_dir)
 
 
 def _last_losses(run_dir: Path) -> dict:
     """Last logged train and validation loss of a CSVLogger run."""
-    import csv
 
     metrics = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)[-1]
     last: dict[str, float] = {}

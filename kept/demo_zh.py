@@ -13,14 +13,13 @@ over each relation's objects); write ``OUT/report/README.md`` and print its path
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import re
 import time
 from pathlib import Path
 
-from kept.methods import get_method
+from kept.flags import quiet_progress
 
 #: the K-BERT Chinese KGs merged into one store (paths relative to --data)
 ZH_SOURCES = ("kbert/HowNet.spo.gz", "kbert/Medical.spo")
@@ -61,17 +60,25 @@ def corpus_sentences(src: Path, out: Path, documents: int, max_chars: int = 120)
 
 def run(args: argparse.Namespace) -> int:
     """The Chinese demo (``kept demo --lang zh``); returns 0."""
+    from kept.demo import embed, pretrain, stage_table, timed
+
     start = time.perf_counter()
-    store = build_store(args)
-    transe = embed(args, store)
-    corpus = link_corpus(args, store)
-    losses = {method: pretrain(args, method, corpus, store) for method in args.methods}
-    probe_metrics = probe(args, store)
+    quiet_progress(args.no_progress)
+    times: dict[str, float] = {}
+    store = timed(times, "kg build", build_store, args)
+    transe = timed(times, "kg embed zh", embed, args, store)
+    corpus = timed(times, "data build", link_corpus, args, store)
+    vocab = args.data / "vocab" / "bert-base-chinese-vocab.txt"
+    losses = {method: timed(times, f"pretrain {method}", pretrain, args, method, corpus, store, vocab, "zh")
+              for method in args.methods}
+    probe_metrics = timed(times, "probe", probe, args, store)
     summary = {"store": store_summary(store), "transe": transe, "corpus": corpus.meta, "pretrain": losses,
-               "probe": probe_metrics, "seconds": round(time.perf_counter() - start, 1)}
+               "probe": probe_metrics, "stage_seconds": times, "seconds": round(time.perf_counter() - start, 1)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
     report = write_report(args, summary)
+    print()
+    print(stage_table(times, summary["seconds"]))
     print(f"\ndone in {summary['seconds']} s; summary in {args.out / 'summary.json'}")
     print(f"report: {report}")
     return 0
@@ -88,24 +95,13 @@ def build_store(args: argparse.Namespace) -> Path:
             raise FileNotFoundError(f"shipped sample {src} is missing; run from the repository root or pass --data")
     out = args.out / "stores" / "zh"
     print(f"[kg build] zh: {', '.join(map(str, sources))}", flush=True)
-    build([(src, None) for src in sources], out, BuildOptions(overwrite=True))
+    build([(src, None) for src in sources], out, BuildOptions(overwrite=True, progress=not args.no_progress))
     return out
 
 
 def store_summary(store: Path) -> dict:
     counts = json.loads((store / "meta.json").read_text(encoding="utf-8"))["counts"]
     return {k: counts[k] for k in ("entities", "relations", "triples", "aliases")}
-
-
-def embed(args: argparse.Namespace, store: Path) -> dict:
-    """TransE on the Chinese store, capped at one minute; its test metrics."""
-    from kept.kg.transe.cli import main as embed_main
-
-    print(f"\n[kg embed] TransE on {store}", flush=True)
-    if embed_main([str(store), "--epochs", str(args.transe_epochs), "--max-minutes", "1", "--no-progress"]) != 0:
-        raise RuntimeError(f"kept kg embed failed on {store}")
-    metrics = json.loads((store / "embeddings" / "transe" / "metrics.json").read_text())
-    return metrics.get("test", metrics)
 
 
 def link_corpus(args: argparse.Namespace, store: Path):
@@ -116,54 +112,18 @@ def link_corpus(args: argparse.Namespace, store: Path):
     n = corpus_sentences(args.zh_corpus, texts, args.zh_texts)
     print(f"\n[data build] linking {n:,} sentences of {args.zh_corpus} to {store} (jieba)", flush=True)
     corpus = build_linked_corpus(texts, args.out / "corpus" / "zh", args.data / "vocab" / "bert-base-chinese-vocab.txt",
-                                 store, CorpusOptions(lang="zh"), workers=args.workers, overwrite=True)
+                                 store, CorpusOptions(lang="zh"), workers=args.workers,
+                                 progress=not args.no_progress, overwrite=True)
     m = corpus.meta
     print(f"[data build] {m['examples']:,} sentences, {m['tokens']:,} tokens, {m['entities']:,} linked mentions")
     return corpus
 
 
-def pretrain(args: argparse.Namespace, method: str, corpus, store: Path) -> dict:
-    """``kept pretrain --method METHOD`` on the demo budget with the Chinese vocabulary; last losses."""
-    from kept.train.cli import main as pretrain_main
-
-    print(f"\n[pretrain] {method}: {args.steps} steps (Chinese)", flush=True)
-    run_dir = args.out / "runs" / method
-    configs = [Path("experiments") / "demo" / "pretrain.yaml"]
-    # the method's own demo settings (ERNIE-T's layer split), then its Chinese ones (K-BERT's character labels)
-    configs += [p for p in (Path("experiments") / "demo" / f"{method}.yaml",
-                            Path("experiments") / "demo" / "zh" / f"{method}.yaml") if p.exists()]
-    argv = ["--method", method, *(a for c in configs for a in ("--config", str(c))), "--data.corpus", str(corpus.path),
-             "--data.vocab", str(args.data / "vocab" / "bert-base-chinese-vocab.txt"),
-             "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(max(args.steps // 2, 1)),
-             "--trainer.default_root_dir", str(run_dir), "--trainer.logger.class_path",
-             "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(run_dir),
-             "--export", str(args.out / "models" / method)]
-    argv += get_method(method).pretrain_args(store=store, steps=args.steps)
-    pretrain_main(argv)
-    metrics = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)[-1]
-    last: dict[str, float] = {}
-    with open(metrics, newline="") as f:
-        for row in csv.DictReader(f):
-            for key, name in (("train/loss", "train"), ("val/loss", "val")):
-                if row.get(key):
-                    last[name] = float(row[key])
-    return last
-
-
 def probe(args: argparse.Namespace, store: Path) -> dict:
     """Every model on the Chinese cloze set (``--lang zh``, single and multi mode); macro metrics per model."""
-    from kept.probe.cli import main as probe_main
+    from kept.demo import probe_models
 
-    data, out = args.data / "zh_probe", args.out / "report" / "probe"
-    print(f"\n[probe] {len(args.methods)} models on {data}", flush=True)
-    argv = ["--data", str(data), "--store", str(store), "--lang", "zh", "--out", str(out), "--mode", "both",
-            "--filter-objects", "--no-progress"]
-    for method in args.methods:
-        argv += ["--model", str(args.out / "models" / method), "--name", method]
-    if probe_main(argv) != 0:
-        raise RuntimeError("kept probe failed")
-    models = json.loads((out / "metrics.json").read_text())["models"]
-    return {name: {mode: m["macro"] for mode, m in info["modes"].items()} for name, info in models.items()}
+    return probe_models(args, args.data / "zh_probe", store, ("--lang", "zh", "--filter-objects"))
 
 
 def write_report(args: argparse.Namespace, summary: dict) -> Path:

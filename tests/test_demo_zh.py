@@ -48,3 +48,5 @@ def test_chinese_demo_end_to_end(tmp_path, monkeypatch):
     assert summary["probe"]["kbert"]["single"]["n"] > 0 and summary["probe"]["kbert"]["multi"]["n"] > 0
     report = (out / "report" / "README.md").read_text(encoding="utf-8")
     assert "kept demo report (Chinese)" in report and "zh (HowNet + Medical)" in report
+    assert list(summary["stage_seconds"]) == ["kg build", "kg embed zh", "data build", "pretrain mlm",
+                                              "pretrain kbert", "probe"]

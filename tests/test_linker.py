@@ -421,3 +421,23 @@ def test_cli_end_to_end(toy_store, tmp_path, capsys):
     assert "in.jsonl.gz:1: no string field 'text'" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
     assert main(["link", "--store", store, "--input", str(tmp_path / "in.txt"), "--no-progress"]) == 2
+
+
+def test_help_examples_run_and_the_chinese_one_finds_mentions(tmp_path, capsys, monkeypatch):
+    """Every example in ``kept link --help`` runs as written (from the repository root), and the Chinese one
+    links mentions on the shipped HowNet sample: a new user's first Chinese try must not come back empty."""
+    import shlex
+
+    with pytest.raises(SystemExit):
+        main(["link", "--help"])
+    epilog = capsys.readouterr().out.split("examples:", 1)[1]
+    commands = [shlex.split(line.strip())[1:] for line in epilog.splitlines() if line.strip().startswith("kept ")]
+    build, link = commands[-2:]
+    assert build[:2] == ["kg", "build"] and link[0] == "link" and "--text" in link
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kg_data").symlink_to(ROOT / "kg_data")
+    assert main([*build, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([*link, "--no-progress"]) == 0
+    mentions = json.loads(capsys.readouterr().out)["mentions"]
+    assert {"苹果蛋糕", "苹果酒"} <= {m["surface"] for m in mentions}

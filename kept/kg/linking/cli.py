@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "offsets). The alias index is cached in STORE/linker/ after the first run.",
         epilog="examples:\n"
                "  kept link --store stores/trex --input sentences.txt --out linked.jsonl\n"
-               "  kept link --store stores/hownet --lang zh --jieba-boundaries --text '苹果公司发布了新手机'")
+               "  kept kg build kg_data/kbert/HowNet.spo.gz --out stores/hownet\n"
+               "  kept link --store stores/hownet --lang zh --jieba-boundaries --text '我喜欢吃苹果蛋糕，也喜欢喝苹果酒'")
     p.add_argument("--store", type=Path, default=None, help="KG store directory (required)")
     # before the one vocabulary of flags (README, "Flags used by every command"): `kept link STORE`
     p.add_argument("old_store", nargs="?", type=Path, default=None, metavar="STORE", help=argparse.SUPPRESS)
