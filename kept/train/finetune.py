@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedExample
 from kept.flags import LIGHTNING_DEVICES, add_deprecated, add_device, add_no_progress, quiet_progress
@@ -39,7 +37,8 @@ from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
 from kept.train.finetune_common import (
     DEFAULT_VOCAB,  # noqa: F401  (re-exported)
-    adamw_with_warmup,
+    TreeFinetuner,
+    TreeSplits,
     find_split,
     limit_splits,
     load_bert,
@@ -127,7 +126,7 @@ class TreeClassificationCollate:
         return {**tree.as_dict(), "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
 
 
-class ClassificationData(pl.LightningDataModule):
+class ClassificationData(TreeSplits):
     """Train/dev/test splits encoded once, batched as sentence trees.
 
     splits: {"train"|"dev"|"test": (texts, labels)}. encoder: a :class:`TextEncoder`.
@@ -137,38 +136,21 @@ class ClassificationData(pl.LightningDataModule):
 
     def __init__(self, splits: dict[str, tuple[list[str], list[int]]], encoder: TextEncoder,
                  builder: SentenceTreeBuilder, batch_size: int = 32, seed: int = 0, num_workers: int = 0):
-        super().__init__()
+        super().__init__(TreeClassificationCollate(builder), batch_size, seed, num_workers)
         self.label_values = sorted(set(splits["train"][1]))
         index = {value: i for i, value in enumerate(self.label_values)}
-        self.examples: dict[str, list[tuple[LinkedExample, int]]] = {}
         for name, (texts, labels) in splits.items():
             unknown = sorted(set(labels) - set(index))
             if unknown:
                 raise ValueError(f"{name} split has labels {unknown} that the training split lacks")
             self.examples[name] = [(encoder(t), index[y]) for t, y in zip(texts, labels)]
-        self.collate = TreeClassificationCollate(builder)
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
 
     @property
     def num_labels(self) -> int:
         return len(self.label_values)
 
-    def _loader(self, name: str, train: bool) -> DataLoader:
-        return DataLoader(self.examples[name], batch_size=self.batch_size * (1 if train else 2), shuffle=train,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None,
-                          collate_fn=self.collate, num_workers=self.num_workers)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-
-class SentenceClassifier(pl.LightningModule):
+class SentenceClassifier(TreeFinetuner):
     """A BertForSequenceClassification read through sentence trees; cross-entropy, accuracy.
 
     num_labels: classes. vocab_size: tokenizer size. pretrained: local BERT checkpoint directory
@@ -204,20 +186,8 @@ class SentenceClassifier(pl.LightningModule):
             self.test_predictions.append(torch.stack([logits.argmax(-1), batch["labels"]], 1))
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def on_test_epoch_start(self) -> None:
         self.test_predictions: list[torch.Tensor] = []
-
-    def configure_optimizers(self):
-        return adamw_with_warmup(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_ratio)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 from kept.files import normal_mode_tree
 from kept.fusion.kbert.branches import BranchTable
@@ -144,6 +145,52 @@ def adamw_with_warmup(module: pl.LightningModule, lr: float, weight_decay: float
     total = max(int(module.trainer.estimated_stepping_batches), 1)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class TreeSplits(pl.LightningDataModule):
+    """The loaders of a fine-tuning task: ``examples[split]`` (train, dev, test) batched by ``collate``
+    (both set by the task's ``__init__``); training batches shuffled with ``seed``, evaluation batches twice
+    ``batch_size``. batch_size: default 32. seed: default 0. num_workers: DataLoader workers (default 0)."""
+
+    def __init__(self, collate: Any, batch_size: int = 32, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.examples: dict[str, list] = {}
+        self.collate, self.batch_size, self.seed, self.num_workers = collate, batch_size, seed, num_workers
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        return DataLoader(self.examples[name], batch_size=self.batch_size * (1 if train else 2), shuffle=train,
+                          generator=torch.Generator().manual_seed(self.seed) if train else None,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class TreeFinetuner(pl.LightningModule):
+    """The Lightning wiring of a fine-tuning task: every stage runs the task's ``_step(batch, stage)``
+    (stage ``train``, ``val`` or ``test``; the loss), optimised by :func:`adamw_with_warmup` with the
+    ``lr``, ``weight_decay`` and ``warmup_ratio`` hyperparameters the task saved."""
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        return adamw_with_warmup(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_ratio)
 
 
 def make_trainer(args: argparse.Namespace, monitor: str) -> tuple[pl.Trainer, pl.callbacks.ModelCheckpoint]:

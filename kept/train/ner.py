@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from kept.data.examples import LinkedExample
 from kept.fusion.kbert.data import JiebaSubjectSegmenter
 from kept.fusion.kbert.model import tree_forward
 from kept.fusion.kbert.tree import SentenceTreeBuilder
 from kept.train.finetune_common import (
-    adamw_with_warmup,
+    TreeFinetuner,
+    TreeSplits,
     limit_splits,
     load_bert,
     make_trainer,
@@ -148,7 +147,7 @@ class TreeTaggingCollate:
         return {**tree.as_dict(), "labels": labels, "tags": tags, "lengths": torch.from_numpy(lengths)}
 
 
-class TaggingData(pl.LightningDataModule):
+class TaggingData(TreeSplits):
     """Train/dev/test BIO splits encoded once, batched as sentence trees.
 
     splits: {"train"|"dev"|"test": (sentences, tags)} (:func:`read_tagged`). segmenter: a
@@ -162,11 +161,10 @@ class TaggingData(pl.LightningDataModule):
     def __init__(self, splits: dict[str, tuple[list[list[str]], list[list[str]]]],
                  segmenter: JiebaSubjectSegmenter, builder: SentenceTreeBuilder, batch_size: int = 32,
                  seed: int = 0, num_workers: int = 0):
-        super().__init__()
+        super().__init__(TreeTaggingCollate(builder), batch_size, seed, num_workers)
         types = sorted({t[2:] for _, tags in splits.values() for row in tags for t in row if t != "O"})
         self.tag_names = ["O", *(f"{bi}-{name}" for name in types for bi in "BI")]
         index = {name: i for i, name in enumerate(self.tag_names)}
-        self.examples: dict[str, list[tuple[LinkedExample, np.ndarray]]] = {}
         for name, (sentences, tags) in splits.items():
             encoded = []
             for k, (chars, row) in enumerate(zip(sentences, tags)):
@@ -176,25 +174,9 @@ class TaggingData(pl.LightningDataModule):
                                      f"{len(row)} tags")
                 encoded.append((example, np.asarray([index[t] for t in row], dtype=np.int64)))
             self.examples[name] = encoded
-        self.collate = TreeTaggingCollate(builder)
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
-
-    def _loader(self, name: str, train: bool) -> DataLoader:
-        return DataLoader(self.examples[name], batch_size=self.batch_size * (1 if train else 2), shuffle=train,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None,
-                          collate_fn=self.collate, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
-class TokenTagger(pl.LightningModule):
+class TokenTagger(TreeFinetuner):
     """A BertForTokenClassification read through sentence trees: token cross-entropy on the trunk,
     entity-level F1 per evaluation epoch (logged as ``val/f1``, ``test/f1``; details in ``scores``).
 
@@ -256,23 +238,11 @@ class TokenTagger(pl.LightningModule):
         for key in ("precision", "recall", "f1"):
             self.log(f"{stage}/{key}", scores[key], prog_bar=key == "f1")
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
-
-    def configure_optimizers(self):
-        return adamw_with_warmup(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_ratio)
 
 
 def finetune_ner(args: argparse.Namespace) -> dict:
