@@ -29,6 +29,9 @@ def test_prepare_train_and_probe_at_a_tiny_size(tmp_path):
     assert point["step"] == 3 and set(point) >= {"full", "leave-one-out", "off"}
     assert point["full"]["seen"]["n"] > 0 and point["full"]["unseen"]["n"] > 0
     assert set(curve["majority"]) == {"seen", "unseen", "all"}
+    info = json.loads((out / "step3" / "kept.json").read_text())   # completed as `kept pretrain --export` does
+    assert info["method"] == "kbert" and info["store"] == str((data / "store").resolve())
+    assert (out / "step3" / "vocab.txt").is_file() and (out / "step3" / "README.md").is_file()
 
 
 def test_the_committed_learning_curves_plot(tmp_path):

@@ -37,7 +37,6 @@ class Prober:
 
     def __init__(self, data: Path, queries: str = "template"):
         from kept.kg.linking import EntityLinker, LinkerConfig
-
         from kept.kg.store import open_store
         from kept.probe.lama import load_probe_set
 
@@ -113,10 +112,12 @@ def make_modules(args, method: str):
 
 
 def export(model, dm, out: Path, method: str) -> Path:
+    """The method's Hugging Face export, completed as ``kept pretrain --export`` completes it (``kept.json``
+    with the method and the absolute store path, ``vocab.txt``, model card)."""
+    from kept.train.export import finish_export
+
     model.export_hf(out, dm.tokenizer)
-    if not (out / "kept.json").exists():  # which method made it, for the registry's scorer
-        (out / "kept.json").write_text(json.dumps({"method": method}) + "\n")
-    return out
+    return finish_export(out, method, model, dm, model.trainer)  # called during fit: the trainer is attached
 
 
 def train(args) -> dict:
