@@ -1,5 +1,6 @@
 """Probe plots: a readable width whatever the number of relations, labelled rows, no empty panel,
-and Chinese labels in a CJK font (or one clear line when none is installed)."""
+and Chinese labels in a CJK font: an installed one, else the one kept ships (or one clear line for
+what it cannot draw)."""
 
 import warnings
 
@@ -75,13 +76,37 @@ def test_kept_plot_font_takes_a_font_file(monkeypatch):
     assert cjk_font() is None
 
 
-def test_chinese_labels_have_no_missing_glyphs_with_a_cjk_font(tmp_path):
-    font = cjk_font()
-    if font is None:
-        pytest.skip("no CJK-capable font is installed here (e.g. apt install fonts-noto-cjk, or KEPT_PLOT_FONT): "
-                    "the fallback notice is tested above")
+@pytest.fixture
+def no_installed_cjk_font(monkeypatch):
+    """A machine with no CJK font of its own (as CI's and most fresh ones are)."""
+    monkeypatch.delenv("KEPT_PLOT_FONT", raising=False)
+    monkeypatch.setattr(plots, "CJK_FONTS", ())
+
+
+def test_the_shipped_font_is_used_when_none_is_installed(no_installed_cjk_font):
+    assert plots.BUNDLED_FONT.is_file() and (plots.BUNDLED_FONT.parent / "OFL.txt").is_file()
+    assert cjk_font() == "Kept CJK Sans"
+    assert font_settings(["类别", "hownet_sememe 义原", "medical_category 类别"]) == (
+        {"font.family": ["DejaVu Sans", "Kept CJK Sans"]}, False)
+
+
+def test_characters_the_shipped_font_lacks_are_named(no_installed_cjk_font, capsys):
+    assert plots.uncovered(["出生地", "龘靐"], "Kept CJK Sans") == ["龘", "靐"]      # outside GB 2312
+    assert font_settings(["P1 出生地", "龘"])[1] is True
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "龘" in err and "KEPT_PLOT_FONT" in err
+
+
+@pytest.mark.parametrize("shipped", [True, False], ids=["shipped font", "installed font"])
+def test_chinese_labels_have_no_missing_glyphs(tmp_path, monkeypatch, shipped):
+    if shipped:
+        monkeypatch.delenv("KEPT_PLOT_FONT", raising=False)
+        monkeypatch.setattr(plots, "CJK_FONTS", ())
+    elif not any(name in {f.name for f in __import__("matplotlib").font_manager.fontManager.ttflist}
+                 for name in plots.CJK_FONTS):
+        pytest.skip("no CJK font is installed here; the shipped one is tested beside this")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plot_report(metrics(relations=4, models=2), tmp_path)
     missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
-    assert not missing, (font, missing[:3])
+    assert not missing, (cjk_font(), missing[:3])

@@ -7,10 +7,12 @@ height instead); a row is labelled with the relation id and its label ("P19 plac
 panel with no query says so instead of drawing an empty axis, and a panel whose values are all
 zero says that too, on a 0-based axis.
 
-Chinese (or other CJK) labels need a font with those glyphs. :func:`cjk_font` looks for one that
-is installed (Noto Sans CJK, Source Han Sans, WenQuanYi, Droid Sans Fallback, ...; e.g.
-``apt install fonts-noto-cjk``) or takes ``KEPT_PLOT_FONT`` (a font family name or a font file);
-without one the labels fall back to boxes and one line on stderr says how to get a font.
+Chinese (or other CJK) labels need a font with those glyphs. :func:`cjk_font` takes ``KEPT_PLOT_FONT``
+(a font family name or a font file), else an installed one (Noto Sans CJK, Source Han Sans,
+WenQuanYi, Droid Sans Fallback, ...), else the font kept ships, "Kept CJK Sans" (``fonts/``: Noto
+Sans CJK SC cut to the 7,700 characters of GB 2312, SIL OFL 1.1), so Chinese labels render on a
+machine with no CJK font. A character that font lacks (a rare or traditional one) is named in one
+line on stderr, with how to install a full font; it shows as a box.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto S
              "Hiragino Sans GB", "Heiti SC", "Microsoft YaHei", "SimHei", "Arial Unicode MS")
 #: the figure width (inches at :data:`DPI`: 1,100 px)
 WIDTH, DPI = 10.0, 110
+#: the CJK font kept ships (a GB 2312 subset of Noto Sans CJK SC; kg_data/recipes/make_cjk_font.py)
+BUNDLED_FONT = Path(__file__).with_name("fonts") / "KeptCJKSans-GB2312.otf"
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 #: the title of each probe mode's chart and report section
 MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (LAMA)",
@@ -37,34 +41,62 @@ MODE_TITLES = {"single": "single-wordpiece objects, ranked over the vocabulary (
 
 
 def cjk_font() -> str | None:
-    """The family name of an installed CJK-capable font, or None.
+    """The family name of the CJK-capable font the plots use, or None when there is none.
 
     ``KEPT_PLOT_FONT`` (environment) names the font to use: a family name, or a ``.ttf``/``.otf``/
-    ``.ttc`` file (added to matplotlib's font list). Otherwise the first installed of :data:`CJK_FONTS`.
+    ``.ttc`` file (added to matplotlib's font list). Otherwise the first installed of :data:`CJK_FONTS`,
+    else the shipped :data:`BUNDLED_FONT` ("Kept CJK Sans").
     """
     from matplotlib import font_manager
 
     chosen = os.environ.get("KEPT_PLOT_FONT")
     if chosen and Path(chosen).is_file():
-        font_manager.fontManager.addfont(chosen)
-        return font_manager.FontProperties(fname=chosen).get_name()
+        return _add_font(chosen)
     installed = {f.name for f in font_manager.fontManager.ttflist}
     if chosen:
         return chosen if chosen in installed else None
-    return next((name for name in CJK_FONTS if name in installed), None)
+    found = next((name for name in CJK_FONTS if name in installed), None)
+    return found or (_add_font(BUNDLED_FONT) if BUNDLED_FONT.is_file() else None)
+
+
+def _add_font(path: str | Path) -> str:
+    """Add a font file to matplotlib's list (once); its family name."""
+    from matplotlib import font_manager
+
+    if not any(f.fname == str(path) for f in font_manager.fontManager.ttflist):
+        font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
+
+
+def uncovered(texts: list[str], font: str) -> list[str]:
+    """The distinct CJK characters of ``texts`` that the font family ``font`` has no glyph for, in order."""
+    from matplotlib import font_manager
+
+    path = font_manager.findfont(font_manager.FontProperties(family=font), fallback_to_default=False)
+    charmap = font_manager.get_font(path).get_charmap()
+    seen = dict.fromkeys(c for t in texts for c in _CJK.findall(t))
+    return [c for c in seen if ord(c) not in charmap]
 
 
 def font_settings(texts: list[str]) -> tuple[dict, bool]:
     """``(rcParams, missing)`` for labels ``texts``: DejaVu Sans, with a CJK font as fallback when a label
-    needs one; ``missing`` True when one is needed and none is installed (then one line on stderr says so)."""
+    needs one; ``missing`` True when one is needed and none is found, or it lacks some of the characters
+    (then one line on stderr names them and says how to get a full font)."""
     if not any(_CJK.search(t) for t in texts):
         return {}, False
+    how = "install one (e.g. apt install fonts-noto-cjk) or set KEPT_PLOT_FONT to a font file"
     font = cjk_font()
     if font is None:
-        print("kept probe: no CJK font found, Chinese labels in the plots show as boxes; install one "
-              "(e.g. apt install fonts-noto-cjk) or set KEPT_PLOT_FONT to a font file", file=sys.stderr)
+        print(f"kept probe: no CJK font found, Chinese labels in the plots show as boxes; {how}", file=sys.stderr)
         return {}, True
-    return {"font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", font]}, False
+    # a list of families (not "sans-serif" + font.sans-serif): only then does matplotlib fall back glyph by glyph
+    settings = {"font.family": ["DejaVu Sans", font]}
+    lacking = uncovered(texts, font)
+    if lacking:
+        print(f"kept probe: the font {font!r} has no glyph for {''.join(lacking[:20])}"
+              f"{'...' if len(lacking) > 20 else ''}: they show as boxes in the plots; for a full CJK font {how}",
+              file=sys.stderr)
+    return settings, bool(lacking)
 
 
 def _label(relation: str, label: str | None, width: int = 34) -> str:
@@ -162,22 +194,23 @@ def plot_report(models: dict, out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(models)
     modes = list(dict.fromkeys(mode for m in models.values() for mode in m["modes"]))
-    figures = []
-    for mode in modes:
-        figures.append((out_dir / f"{mode}.png", *_mode_figure(models, mode)))
-        split_models = [n for n in names if "seen" in models[n]["modes"].get(mode, {})
-                        or "unseen" in models[n]["modes"].get(mode, {})]
-        if split_models:
-            figures.append((out_dir / f"{mode}_seen.png", *_seen_figure(models, mode, split_models)))
-    texts = [t for _, _, labels in figures for t in labels]
-    written = []
+    # every label the figures will show, known before they are made: a Text keeps the font it was made with
+    texts = names + [_label(rel, info.get("label")) for m in models.values() for got in m["modes"].values()
+                     for rel, info in got.get("relations", {}).items()]
     settings, missing = font_settings(texts)
+    written = []
     with matplotlib.rc_context(settings), warnings.catch_warnings():
         if missing:  # the one line above said so; matplotlib would add a warning per glyph
             warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
-        for path, fig, _ in figures:
-            tmp = path.with_name(f".{path.name}.tmp")
-            fig.savefig(tmp, dpi=DPI, format="png")
-            tmp.replace(path)
-            written.append(path)
+        for mode in modes:
+            figures = [(out_dir / f"{mode}.png", _mode_figure(models, mode)[0])]
+            split_models = [n for n in names if "seen" in models[n]["modes"].get(mode, {})
+                            or "unseen" in models[n]["modes"].get(mode, {})]
+            if split_models:
+                figures.append((out_dir / f"{mode}_seen.png", _seen_figure(models, mode, split_models)[0]))
+            for path, fig in figures:
+                tmp = path.with_name(f".{path.name}.tmp")
+                fig.savefig(tmp, dpi=DPI, format="png")
+                tmp.replace(path)
+                written.append(path)
     return written
