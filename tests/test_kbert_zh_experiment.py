@@ -32,3 +32,33 @@ def test_paired_interval_brackets_the_difference(experiment):
     assert 0.03 < d["low"] < 0.05 < d["high"] < 0.07
     same = experiment.paired_interval(none, none, "classification", replicates=500)
     assert same == {"estimate": 0.0, "low": 0.0, "high": 0.0, "replicates": 500}
+
+
+def test_report_tabulates_finished_pairs_only(experiment, tmp_path):
+    """Per task: mean ± std per condition over the seeds whose two runs both finished, the per-seed paired
+    differences, and the seed-averaged bootstrap; an unpaired run is left out; no pair at all is an error."""
+    import argparse
+    import json
+
+    gold = np.arange(10) % 2
+    for seed, (none_right, kg_right) in {1: (6, 8), 2: (7, 7)}.items():
+        for condition, right in (("none", none_right), ("kg", kg_right)):
+            run = tmp_path / "chnsenticorp" / f"{condition}-seed{seed}"
+            run.mkdir(parents=True)
+            predicted = np.where(np.arange(10) < right, gold, 1 - gold)
+            np.save(run / "test_predictions.npy", np.stack([predicted, gold], 1))
+            (run / "metrics.json").write_text(json.dumps({"test_accuracy": right / 10, "seconds": 1.0}))
+    lonely = tmp_path / "chnsenticorp" / "none-seed3"
+    lonely.mkdir()
+    (lonely / "metrics.json").write_text(json.dumps({"test_accuracy": 0.0, "seconds": 1.0}))
+    args = argparse.Namespace(out=tmp_path, tasks=["chnsenticorp", "medical_ner"], seeds=[1, 2, 3])
+    results = experiment.report(args)
+    assert list(results) == ["chnsenticorp"]
+    e = results["chnsenticorp"]
+    assert e["seeds"] == [1, 2] and e["none"]["values"] == [0.6, 0.7] and e["kg"]["values"] == [0.8, 0.7]
+    assert e["seed_differences"]["mean"] == pytest.approx(0.1)
+    assert e["difference"]["estimate"] == pytest.approx(0.75 - 0.65)   # per-example outcomes averaged over seeds
+    assert "| chnsenticorp | test accuracy | 2 | 0.6500 ± 0.0707 | 0.7500 ± 0.0707 | +0.1000 ± 0.1414 |" in (
+        tmp_path / "results.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit, match="no finished pair"):
+        experiment.report(argparse.Namespace(out=tmp_path / "empty", tasks=["medical_ner"], seeds=[1]))
