@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 
+from kept.demo_common import embed, pretrain, probe_models, stage_table, timed
 from kept.flags import quiet_progress
 
 #: the K-BERT Chinese KGs merged into one store (paths relative to --data)
@@ -60,8 +61,6 @@ def corpus_sentences(src: Path, out: Path, documents: int, max_chars: int = 120)
 
 def run(args: argparse.Namespace) -> int:
     """The Chinese demo (``kept demo --lang zh``); returns 0."""
-    from kept.demo import embed, pretrain, stage_table, timed
-
     start = time.perf_counter()
     quiet_progress(args.no_progress)
     times: dict[str, float] = {}
@@ -121,8 +120,6 @@ def link_corpus(args: argparse.Namespace, store: Path):
 
 def probe(args: argparse.Namespace, store: Path) -> dict:
     """Every model on the Chinese cloze set (``--lang zh``, single and multi mode); macro metrics per model."""
-    from kept.demo import probe_models
-
     return probe_models(args, args.data / "zh_probe", store, ("--lang", "zh", "--filter-objects"))
 
 

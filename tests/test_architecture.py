@@ -29,7 +29,8 @@ LAYERS = [
     ["kept.methods"],                                                # the registry
     ["kept.train"],                                                  # `kept pretrain`, fine-tuning
     ["kept.probe"],                                                  # cloze probing
-    ["kept.kg.cli", "kept.kg.transe.cli", "kept.kg.linking.cli", "kept.data.cli", "kept.demo", "kept.demo_zh",
+    ["kept.kg.cli", "kept.kg.transe.cli", "kept.kg.linking.cli", "kept.data.cli", "kept.demo_common", "kept.demo",
+     "kept.demo_zh",
      "kept.cli"],
 ]
 

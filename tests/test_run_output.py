@@ -150,7 +150,7 @@ def test_data_build_says_what_it_does_and_when_it_reused(tmp_path, capsys):
 
 
 def test_demo_stage_table():
-    from kept.demo import stage_table, timed
+    from kept.demo_common import stage_table, timed
 
     times: dict = {}
     assert timed(times, "kg build", lambda x: x + 1, 1) == 2 and list(times) == ["kg build"]
