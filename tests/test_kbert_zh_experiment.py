@@ -1,10 +1,11 @@
 """experiments/kbert_zh/run.py: the metrics of per-example outcomes and the paired bootstrap interval."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, need_data
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,6 @@ def test_report_tabulates_finished_pairs_only(experiment, tmp_path):
     """Per task: mean ± std per condition over the seeds whose two runs both finished, the per-seed paired
     differences, and the seed-averaged bootstrap; an unpaired run is left out; no pair at all is an error."""
     import argparse
-    import json
 
     gold = np.arange(10) % 2
     for seed, (none_right, kg_right) in {1: (6, 8), 2: (7, 7)}.items():
@@ -62,3 +62,24 @@ def test_report_tabulates_finished_pairs_only(experiment, tmp_path):
         tmp_path / "results.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit, match="no finished pair"):
         experiment.report(argparse.Namespace(out=tmp_path / "empty", tasks=["medical_ner"], seeds=[1]))
+
+
+@pytest.mark.slow
+def test_the_experiment_runs_end_to_end_at_a_tiny_size(experiment, tmp_path):
+    """Base pretraining, both conditions of two tasks and the report, on the real Chinese files: what the
+    documented multi-hour command does, at a size of seconds; a second call reuses every finished run."""
+    need_data("corpus", "zh", "medical_ner")
+    need_data("corpus", "zh", "chnsenticorp")
+    argv = ["--out", str(tmp_path), "--seeds", "1", "--tasks", "medical_ner", "chnsenticorp", "--documents", "20",
+            "--base-steps", "2", "--epochs", "1", "--limit-train", "24", "--limit-eval", "16"]
+    assert experiment.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"medical_ner", "chnsenticorp"}
+    assert results["medical_ner"]["metric"] == "test f1" and results["chnsenticorp"]["metric"] == "test accuracy"
+    kg = json.loads((tmp_path / "medical_ner" / "kg-seed1" / "metrics.json").read_text())
+    none = json.loads((tmp_path / "medical_ner" / "none-seed1" / "metrics.json").read_text())
+    assert kg["kg"] and kg["branch_tokens_per_dev_sentence"] > 0 and not none["kg"]
+    assert (tmp_path / "base" / "config.json").is_file()
+    stamp = (tmp_path / "medical_ner" / "kg-seed1" / "metrics.json").stat().st_mtime_ns
+    assert experiment.main(argv) == 0                                  # resumes: nothing is run again
+    assert (tmp_path / "medical_ner" / "kg-seed1" / "metrics.json").stat().st_mtime_ns == stamp
