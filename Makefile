@@ -21,8 +21,9 @@ DEMO_ARGS ?=
 demo: install
 	$(VENV)/bin/kept demo --data kg_data --out runs/demo $(DEMO_ARGS)
 
+## The Chinese run of the main job (kept demo --lang zh; flags the same way: make demo-zh DEMO_ARGS="--zh-texts 200").
 demo-zh: install
-	$(VENV)/bin/kept demo --lang zh --data kg_data --out runs/demo-zh
+	$(VENV)/bin/kept demo --lang zh --data kg_data --out runs/demo-zh $(DEMO_ARGS)
 
 ## The test suite.
 test: install
