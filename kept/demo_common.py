@@ -68,7 +68,6 @@ def pretrain(args: argparse.Namespace, method: str, corpus, store: Path, vocab: 
 
 def _last_losses(run_dir: Path) -> dict:
     """Last logged train and validation loss of a CSVLogger run."""
-
     metrics = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)[-1]
     last: dict[str, float] = {}
     with open(metrics, newline="") as f:

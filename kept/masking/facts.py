@@ -13,8 +13,8 @@ between methods is what they read, not what they are asked to predict.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

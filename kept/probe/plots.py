@@ -182,7 +182,7 @@ def _seen_figure(models: dict, mode: str, split_models: list[str]):
     ax.set_title(f"{mode}: facts seen in the KG store vs not", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig, split_models
+    return fig
 
 
 def plot_report(models: dict, out_dir: str | Path) -> list[Path]:
@@ -207,7 +207,7 @@ def plot_report(models: dict, out_dir: str | Path) -> list[Path]:
             split_models = [n for n in names if "seen" in models[n]["modes"].get(mode, {})
                             or "unseen" in models[n]["modes"].get(mode, {})]
             if split_models:
-                figures.append((out_dir / f"{mode}_seen.png", _seen_figure(models, mode, split_models)[0]))
+                figures.append((out_dir / f"{mode}_seen.png", _seen_figure(models, mode, split_models)))
             for path, fig in figures:
                 tmp = path.with_name(f".{path.name}.tmp")
                 fig.savefig(tmp, dpi=DPI, format="png")

@@ -175,10 +175,7 @@ class TreeSplits(pl.LightningDataModule):
 class TreeFinetuner(pl.LightningModule):
     """The Lightning wiring of a fine-tuning task: every stage runs the task's ``_step(batch, stage)``
     (stage ``train``, ``val`` or ``test``; the loss), optimised by :func:`adamw_with_warmup` with the
-    ``lr``, ``weight_decay`` and ``warmup_ratio`` hyperparameters the task saved."""
-
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        raise NotImplementedError
+    ``lr``, ``weight_decay`` and ``warmup_ratio`` hyperparameters the task saved (each task defines ``_step``)."""
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from kept.kg.transe.kernels import Compiled
 
-
 #: tables with at most this many rows per id of a gradient find its distinct rows with a mark array
 #: (:func:`unique_rows`); larger ones sort (``torch.unique``)
 MARK_ROWS_PER_ID = 16
